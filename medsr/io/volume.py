@@ -1,0 +1,65 @@
+"""The in-memory volume: a channel-first MONAI MetaTensor whose ``meta["affine"]`` is the truth.
+
+Meta keys medsr sets and reads (all optional except ``affine``):
+
+=====================  ========================================================================
+``affine``             4x4 float64 torch tensor, voxel index -> RAS+ world mm
+``space``              always ``"RAS"``
+``filename_or_obj``    source path (str)
+``format``             ``nifti``, ``dicom``, ``nrrd``, ``mha``, ``mhd``, ``nifti``
+``original_dtype``     numpy dtype name of the stored voxels (e.g. ``"int16"``), for ``--dtype input``
+``slice_thickness``    DICOM SliceThickness in mm when known
+``modality``           DICOM Modality (``CT``, ``MR``...) when known
+``nifti_codes``        ``(sform_code, qform_code)`` of a NIfTI input
+``dicom_template``     path of one source DICOM file, used to write a derived series
+``dicom_series_uid``   SeriesInstanceUID of a DICOM input
+=====================  ========================================================================
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from monai.data import MetaTensor
+
+from medsr import geometry
+
+
+def make_volume(array: np.ndarray | torch.Tensor, affine: np.ndarray, **meta: Any) -> MetaTensor:
+    """Wrap a spatial array (X, Y, Z) or channel-first (C, X, Y, Z) as a float32 MetaTensor.
+
+    ``affine`` is the 4x4 voxel-to-RAS-mm matrix of the spatial grid.
+    """
+    data = torch.as_tensor(np.asarray(array) if not isinstance(array, torch.Tensor) else array)
+    if data.ndim == 3:
+        data = data[None]
+    if data.ndim != 4:
+        raise ValueError(f"expected (X, Y, Z) or (C, X, Y, Z), got shape {tuple(data.shape)}")
+    aff = torch.as_tensor(geometry.as_affine(affine), dtype=torch.float64)
+    meta = {"space": "RAS", **meta}
+    return MetaTensor(data.to(torch.float32), affine=aff, meta=meta)
+
+
+def affine_of(volume: MetaTensor) -> np.ndarray:
+    """The 4x4 float64 voxel-to-RAS affine of ``volume`` as numpy."""
+    aff = volume.meta.get("affine", getattr(volume, "affine", None))
+    return np.asarray(torch.as_tensor(aff).detach().cpu().double().numpy(), dtype=np.float64).reshape(4, 4)
+
+
+def spatial_shape(volume: torch.Tensor) -> tuple[int, int, int]:
+    """(X, Y, Z) of a channel-first volume."""
+    x, y, z = (int(n) for n in volume.shape[-3:])
+    return x, y, z
+
+
+def with_grid(volume: MetaTensor, data: torch.Tensor, affine: np.ndarray, **meta: Any) -> MetaTensor:
+    """A new MetaTensor holding ``data`` (C, X, Y, Z) on the grid ``affine``, other metadata copied.
+
+    Use this whenever a grid changes so the affine is replaced in the same step.
+    """
+    new_meta = {k: v for k, v in dict(volume.meta).items() if k not in ("affine", "spatial_shape")}
+    new_meta.update(meta)
+    out = make_volume(data.as_subclass(torch.Tensor) if isinstance(data, MetaTensor) else data, affine, **new_meta)
+    return out

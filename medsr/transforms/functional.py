@@ -1,0 +1,94 @@
+"""Thick-slice acquisition physics as plain functions (the transforms in array.py wrap these).
+
+Model: LR slice ``k`` is the HR volume weighted along the slice axis by the slice profile centred
+on the slab centre; HR slice ``j``'s weight is the integral of the profile over that slice's
+extent ``[j - 0.5, j + 0.5]`` (HR voxels), and the weights are normalised to sum to 1. Slab
+placement follows :func:`medsr.geometry.slab_grid`.
+"""
+
+from __future__ import annotations
+
+from typing import Union
+
+import numpy as np
+import torch
+from scipy.special import erf
+
+from medsr import geometry
+from medsr.errors import MedsrError
+
+#: FWHM of a Gaussian in units of its standard deviation, 2*sqrt(2*ln 2).
+FWHM_PER_SIGMA = 2.0 * np.sqrt(2.0 * np.log(2.0))
+
+Profile = Union[str, np.ndarray]
+
+
+def profile_cdf(profile: Profile, thickness: float, kernel_step: float | None = None):
+    """Cumulative slice profile ``F(x)`` (x in mm from the slab centre), with ``F(-inf)=0, F(inf)=1``.
+
+    Args:
+        profile: ``"gaussian"`` (FWHM = ``thickness``), ``"boxcar"`` (width = ``thickness``), or a 1-D
+            array of profile samples spaced ``kernel_step`` mm apart and centred on the slab centre.
+        thickness: slice thickness in mm (FWHM); ignored for a user kernel.
+        kernel_step: sample spacing of a user kernel, mm.
+    """
+    if isinstance(profile, str):
+        name = profile.lower()
+        if not (np.isfinite(thickness) and thickness > 0):
+            raise MedsrError(f"slice thickness {thickness} mm must be positive")
+        if name == "gaussian":
+            sigma = thickness / FWHM_PER_SIGMA
+            return lambda x: 0.5 * (1.0 + erf(np.asarray(x) / (sigma * np.sqrt(2.0))))
+        if name == "boxcar":
+            return lambda x: np.clip((np.asarray(x) + thickness / 2.0) / thickness, 0.0, 1.0)
+        raise MedsrError(f"slice profile {profile!r} is not one of gaussian, boxcar (or pass a 1-D kernel)")
+    kernel = np.asarray(profile, dtype=np.float64).ravel()
+    if kernel.size == 0 or np.any(kernel < 0) or not np.isfinite(kernel).all() or kernel.sum() <= 0:
+        raise MedsrError("a user slice profile must be a non-empty 1-D array of finite, non-negative weights")
+    if kernel_step is None or not kernel_step > 0:
+        raise MedsrError("a user slice profile needs kernel_step, the spacing of its samples in mm")
+    # Each sample is a bin of width kernel_step; the CDF is piecewise linear between bin edges.
+    edges = (np.arange(kernel.size + 1) - kernel.size / 2.0) * kernel_step
+    cdf = np.concatenate([[0.0], np.cumsum(kernel) / kernel.sum()])
+    return lambda x: np.interp(np.asarray(x), edges, cdf, left=0.0, right=1.0)
+
+
+def slab_weights(
+    n_hr: int,
+    hr_spacing: float,
+    slice_thickness: float,
+    slice_spacing: float,
+    profile: Profile = "gaussian",
+    kernel_step: float | None = None,
+) -> np.ndarray:
+    """Weights mapping HR slices to LR slices, shape (n_lr, n_hr), rows summing to 1.
+
+    Args:
+        n_hr: number of HR slices along the slice axis.
+        hr_spacing: HR slice spacing, mm.
+        slice_thickness: FWHM of the slice profile, mm.
+        slice_spacing: LR slice spacing (centre to centre), mm; > thickness is a gap, < an overlap.
+    """
+    if not (np.isfinite(slice_spacing) and slice_spacing > 0):
+        raise MedsrError(f"slice spacing {slice_spacing} mm must be positive")
+    ratio = slice_spacing / hr_spacing
+    n_lr = int(np.floor(n_hr / ratio + 1e-9))
+    if n_lr < 1:
+        raise MedsrError(
+            f"slice spacing {slice_spacing:g} mm is longer than the volume ({n_hr} slices of {hr_spacing:g} mm)"
+        )
+    cdf = profile_cdf(profile, slice_thickness, kernel_step)
+    centres = geometry.slab_centres(n_lr, ratio)[:, None] * hr_spacing
+    lower = (np.arange(n_hr)[None, :] - 0.5) * hr_spacing
+    weights = cdf(lower + hr_spacing - centres) - cdf(lower - centres)
+    weights = np.clip(weights, 0.0, None)
+    weights /= weights.sum(axis=1, keepdims=True)
+    return weights
+
+
+def apply_slab_weights(data: torch.Tensor, weights: np.ndarray | torch.Tensor, axis: int) -> torch.Tensor:
+    """Contract ``data`` along ``axis`` with ``weights`` (n_lr, n_hr); the axis length becomes n_lr."""
+    w = torch.as_tensor(weights, dtype=torch.float64 if data.dtype == torch.float64 else torch.float32)
+    moved = torch.movedim(data.as_subclass(torch.Tensor), axis, -1)
+    out = torch.matmul(moved.to(w.dtype), w.T.to(moved.device))
+    return torch.movedim(out, -1, axis).to(data.dtype)
