@@ -61,5 +61,7 @@ def with_grid(volume: MetaTensor, data: torch.Tensor, affine: np.ndarray, **meta
     """
     new_meta = {k: v for k, v in dict(volume.meta).items() if k not in ("affine", "spatial_shape")}
     new_meta.update(meta)
-    out = make_volume(data.as_subclass(torch.Tensor) if isinstance(data, MetaTensor) else data, affine, **new_meta)
+    out = make_volume(
+        data.as_subclass(torch.Tensor) if isinstance(data, MetaTensor) else data, affine, **new_meta
+    )
     return out

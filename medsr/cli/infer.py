@@ -1,0 +1,105 @@
+"""``medsr infer SCAN``: upscale one scan, or a batch from a folder or manifest."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from medsr.cli.options import Axis, Dtype, Overwrite, Scan, Series, VolumeIndex
+
+DEFAULT_METHOD = "bspline"
+
+
+def infer(
+    scan: Scan,
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "-o", "--output", help="Output file/series folder (batch: output folder).", show_default=False
+        ),
+    ] = None,
+    factor: Annotated[
+        float | None, typer.Option("--factor", help="Upscaling factor along the slice axis.")
+    ] = None,
+    spacing: Annotated[float | None, typer.Option("--spacing", help="Target slice spacing in mm.")] = None,
+    axis: Axis = None,
+    method: Annotated[
+        str, typer.Option("--method", help="selfsup (learn from the scan), bspline, linear or nearest.")
+    ] = DEFAULT_METHOD,
+    thickness: Annotated[
+        float | None, typer.Option("--thickness", help="Slice profile FWHM in mm (default: SliceThickness).")
+    ] = None,
+    model: Annotated[
+        Path | None, typer.Option("--model", exists=True, help="Checkpoint from medsr train or --save-model.")
+    ] = None,
+    save_model: Annotated[
+        Path | None, typer.Option("--save-model", help="Keep the per-scan network (selfsup) here.")
+    ] = None,
+    budget: Annotated[float | None, typer.Option("--budget", help="Training time budget in seconds.")] = None,
+    steps: Annotated[
+        int | None, typer.Option("--steps", help="Training steps (with or instead of --budget).")
+    ] = None,
+    device: Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")] = "auto",
+    seed: Annotated[int, typer.Option("--seed", help="Random seed for training.")] = 0,
+    dtype: Dtype = "float32",
+    overwrite: Overwrite = False,
+    series: Series = None,
+    volume_index: VolumeIndex = None,
+    preview: Annotated[Path | None, typer.Option("--preview", help="Write a before/after PNG panel.")] = None,
+    shard: Annotated[str | None, typer.Option("--shard", help="Batch only: process shard K/N.")] = None,
+    progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show progress bars.")] = True,
+) -> None:
+    """Upscale the through-plane axis of SCAN; writes <stem>_medsr.nii.gz (or <folder>_medsr/) beside it.
+
+    SCAN may also be a folder of scans or a manifest (.csv/.jsonl): then -o names the output folder,
+    finished scans are skipped, failures are reported and the exit code is 1 if any scan failed.
+    """
+    from medsr.inference.jobs import (
+        InferOptions,
+        collect_inputs,
+        infer_batch,
+        infer_one,
+        is_batch,
+        select_shard,
+    )
+
+    learner: dict[str, object] = {}
+    if method == "selfsup" or model is not None:
+        learner = {"budget_s": budget, "steps": steps, "device": device, "seed": seed, "progress": progress}
+        if save_model is not None:
+            learner["save_model"] = save_model
+    opts = InferOptions(
+        factor=factor,
+        spacing=spacing,
+        axis=axis,
+        method=method,
+        thickness=thickness,
+        model=model,
+        dtype=dtype,
+        overwrite=overwrite,
+        series=series,
+        volume_index=volume_index,
+        preview=preview,
+        learner=learner,
+    )
+    if not is_batch(scan):
+        if shard:
+            typer.echo("medsr: note: --shard applies to batches only; ignored", err=True)
+        written = infer_one(scan, output, opts)
+        typer.echo(f"wrote {written}")
+        return
+    if output is None:
+        output = scan.parent / f"{scan.name.split('.')[0]}_medsr"
+    scans = select_shard(collect_inputs(scan), shard)
+    report = f"medsr_batch_{shard.replace('/', '_of_')}.json" if shard else "medsr_batch.json"
+    summary = infer_batch(scans, output, opts, report=report, progress=progress)
+    typer.echo(
+        f"batch: {len(summary.done)} written, {len(summary.skipped)} skipped (already done), "
+        f"{len(summary.failed)} failed; report {output / report}"
+    )
+    for path, reason in summary.failed:
+        typer.echo(f"  failed: {path}: {reason}", err=True)
+    if summary.failed:
+        raise typer.Exit(1)

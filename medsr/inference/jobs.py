@@ -1,0 +1,189 @@
+"""File-level jobs behind ``medsr infer``: one scan, or a batch from a folder or manifest."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from medsr.errors import MedsrError
+from medsr.io.atomic import atomic_output
+from medsr.io.naming import default_output, sha256_of, sidecar_path
+
+
+@dataclass(frozen=True)
+class InferOptions:
+    """What to do with each scan (see ``medsr infer --help``)."""
+
+    factor: float | None = None
+    spacing: float | None = None
+    axis: str | None = None
+    method: str = "selfsup"
+    thickness: float | None = None
+    model: Path | None = None
+    dtype: str = "float32"
+    overwrite: bool = False
+    series: str | None = None
+    volume_index: int | None = None
+    preview: Path | None = None
+    learner: dict[str, Any] = field(default_factory=dict)
+
+
+def write_json(path: Path, payload: dict[str, Any], *, overwrite: bool = True) -> None:
+    """Write ``payload`` as indented JSON, atomically."""
+    with atomic_output(path, overwrite=overwrite) as tmp:
+        tmp.write_text(json.dumps(payload, indent=2, default=str) + "\n")
+
+
+def infer_one(scan: Path, output: Path | None, opts: InferOptions) -> Path:
+    """Upscale one scan and write it with a JSON sidecar; returns the output path."""
+    from medsr import __version__
+    from medsr.inference.predict import upscale
+    from medsr.io.readers import load_volume
+    from medsr.io.atomic import check_output
+    from medsr.io.writers import save_volume
+
+    output = output if output is not None else default_output(scan)
+    check_output(output, overwrite=opts.overwrite, inputs=(scan,))
+    start = time.perf_counter()
+    volume = load_volume(scan, series=opts.series, volume_index=opts.volume_index)
+    result = upscale(
+        volume,
+        factor=opts.factor,
+        spacing=opts.spacing,
+        axis=opts.axis,
+        method=opts.method,
+        thickness=opts.thickness,
+        model=opts.model,
+        **opts.learner,
+    )
+    save_volume(result, output, dtype=opts.dtype, overwrite=opts.overwrite)
+    if opts.preview is not None:
+        from medsr.evaluation.figures import save_panel
+
+        save_panel(opts.preview, {"input": volume, opts.method: result}, overwrite=opts.overwrite)
+    facts = dict(result.meta.get("medsr", {}))
+    facts.update(
+        medsr_version=__version__,
+        input=str(scan),
+        input_sha256=sha256_of(scan),
+        output=str(output),
+        input_shape=list(volume.shape[1:]),
+        output_shape=list(result.shape[1:]),
+        dtype=opts.dtype,
+        wall_seconds=round(time.perf_counter() - start, 3),
+    )
+    write_json(sidecar_path(output), facts, overwrite=True)
+    return output
+
+
+def collect_inputs(source: Path) -> list[Path]:
+    """Scans to process: the rows of a manifest (.csv/.jsonl), or a folder's volume files and series folders."""
+    from medsr.io.readers import DICOM_SUFFIXES, ITK_SUFFIXES, NIFTI_SUFFIXES
+
+    if source.is_file():
+        from medsr.io.manifest import read_manifest
+
+        return [row.path for row in read_manifest(source)]
+    found: list[Path] = []
+    for entry in sorted(source.iterdir()):
+        name = entry.name.lower()
+        if entry.name.startswith("."):
+            continue
+        if entry.is_file() and name.endswith((*NIFTI_SUFFIXES, *ITK_SUFFIXES)) and not name.endswith(".json"):
+            found.append(entry)
+        elif entry.is_dir() and any(_looks_dicom(f) for f in entry.rglob("*") if f.is_file()):
+            found.append(entry)
+        elif entry.is_file() and name.endswith(DICOM_SUFFIXES):
+            raise MedsrError(
+                f"{source} holds DICOM files itself: give it as one scan (medsr infer {source}) or put each "
+                "series in its own sub-folder for a batch"
+            )
+    if not found:
+        raise MedsrError(f"{source}: no NIfTI/NRRD/MHA files or DICOM series folders found to process")
+    return found
+
+
+def is_batch(source: Path) -> bool:
+    """True for a manifest file or a folder of scans; False for one volume file or one DICOM series folder."""
+    if source.is_file():
+        return source.name.lower().endswith((".csv", ".jsonl", ".tsv"))
+    return source.is_dir() and not any(_looks_dicom(f) for f in source.iterdir() if f.is_file())
+
+
+def select_shard(items: list[Path], shard: str | None) -> list[Path]:
+    """Items of shard ``K/N`` (1-based K): every N-th item starting at the K-th, for job arrays."""
+    if not shard:
+        return items
+    try:
+        k, n = (int(part) for part in shard.split("/"))
+    except ValueError:
+        raise MedsrError(f"--shard {shard!r} must look like K/N, e.g. 1/4 (K from 1 to N)") from None
+    if n < 1 or not 1 <= k <= n:
+        raise MedsrError(f"--shard {shard}: K must be between 1 and N (N >= 1)")
+    return items[k - 1 :: n]
+
+
+@dataclass
+class BatchSummary:
+    """Outcome of a batch: outputs written, skipped (already done), and failures with their reasons."""
+
+    done: list[Path] = field(default_factory=list)
+    skipped: list[Path] = field(default_factory=list)
+    failed: list[tuple[Path, str]] = field(default_factory=list)
+
+
+def infer_batch(
+    scans: list[Path],
+    outdir: Path,
+    opts: InferOptions,
+    *,
+    report: str = "medsr_batch.json",
+    progress: bool = True,
+) -> BatchSummary:
+    """Run :func:`infer_one` on each scan into ``outdir``; skip finished ones, carry on after failures.
+
+    A JSON report named ``report`` lists what was done, skipped and failed (with the reason).
+    """
+    from rich.progress import Progress
+
+    if not outdir.exists():
+        outdir.mkdir(parents=True)
+    summary = BatchSummary()
+    names: set[Path] = set()
+    with Progress(disable=not progress, transient=False) as bar:
+        task = bar.add_task("medsr infer (batch)", total=len(scans))
+        for scan in scans:
+            output = default_output(scan, folder=outdir)
+            if output in names:
+                output = default_output(scan, tag=f"medsr_{len(names)}", folder=outdir)
+            names.add(output)
+            if output.exists() and sidecar_path(output).exists() and not opts.overwrite:
+                summary.skipped.append(scan)
+            else:
+                try:
+                    summary.done.append(infer_one(scan, output, opts))
+                except (MedsrError, OSError, RuntimeError, ValueError) as err:
+                    summary.failed.append((scan, " ".join(str(err).split()) or type(err).__name__))
+            bar.advance(task)
+    write_json(
+        outdir / report,
+        {
+            "done": [str(p) for p in summary.done],
+            "skipped": [str(p) for p in summary.skipped],
+            "failed": [{"input": str(p), "error": e} for p, e in summary.failed],
+        },
+    )
+    return summary
+
+
+def _looks_dicom(path: Path) -> bool:
+    """DICOM Part 10 files carry 'DICM' at byte 128."""
+    try:
+        with path.open("rb") as handle:
+            handle.seek(128)
+            return handle.read(4) == b"DICM"
+    except OSError:
+        return False

@@ -1,0 +1,52 @@
+"""Output names, sidecar paths and input fingerprints."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from pathlib import Path
+
+from medsr.io.readers import ITK_SUFFIXES, NIFTI_SUFFIXES
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def stem(path: Path) -> str:
+    """File name without its volume suffix (``scan.nii.gz`` -> ``scan``); a folder keeps its name."""
+    name = path.name
+    for suffix in (*NIFTI_SUFFIXES, *ITK_SUFFIXES, ".dcm"):
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
+def safe_name(text: str, fallback: str = "volume") -> str:
+    """A file-name-safe version of ``text`` (no separators, no leading dots), e.g. from DICOM tags."""
+    cleaned = _UNSAFE.sub("_", text).strip("._")
+    return cleaned[:120] or fallback
+
+
+def default_output(scan: Path, tag: str = "medsr", folder: Path | None = None) -> Path:
+    """``<stem>_<tag>.nii.gz`` beside ``scan`` (or in ``folder``); a DICOM folder gives ``<folder>_<tag>/``."""
+    where = folder if folder is not None else scan.parent
+    if scan.is_dir():
+        return where / f"{safe_name(scan.name)}_{tag}"
+    return where / f"{safe_name(stem(scan))}_{tag}.nii.gz"
+
+
+def sidecar_path(output: Path) -> Path:
+    """JSON sidecar beside an output: ``x.nii.gz`` -> ``x.json``, folder ``x/`` -> ``x.json``."""
+    return output.with_name(stem(output) + ".json")
+
+
+def sha256_of(source: Path) -> str:
+    """SHA-256 of a file, or of a folder's files in sorted relative-path order (names and bytes)."""
+    digest = hashlib.sha256()
+    files = sorted(p for p in source.rglob("*") if p.is_file()) if source.is_dir() else [source]
+    for file in files:
+        if source.is_dir():
+            digest.update(str(file.relative_to(source)).encode())
+        with file.open("rb") as handle:
+            for block in iter(lambda h=handle: h.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()

@@ -1,0 +1,138 @@
+"""Write MetaTensors as NIfTI, NRRD/MHA or a derived DICOM series, atomically.
+
+``save_volume(volume, path)`` picks the format from ``path``: ``.nii``/``.nii.gz`` (NIfTI),
+``.nrrd``/``.mha``/``.mhd`` (SimpleITK), or a path without a suffix for a DICOM input (a derived
+series folder). The file is written under a temporary name and renamed when complete.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from monai.data import MetaTensor
+
+from medsr.errors import MedsrError
+from medsr.io.atomic import atomic_output, check_output
+from medsr.io.readers import ITK_SUFFIXES, LPS_TO_RAS, NIFTI_SUFFIXES
+from medsr.io.volume import affine_of
+
+DTYPES = ("float32", "input")
+
+
+def output_format(path: Path, volume: MetaTensor | None = None) -> str:
+    """``nifti``, ``itk`` or ``dicom`` for an output path; a suffix-less path means a DICOM series folder."""
+    name = path.name.lower()
+    if name.endswith(NIFTI_SUFFIXES):
+        return "nifti"
+    if name.endswith(ITK_SUFFIXES) and not name.endswith(".nhdr"):
+        return "itk"
+    if path.is_dir() or "." not in name:
+        return "dicom"
+    raise MedsrError(
+        f"{path}: cannot tell the output format from {path.suffix!r}; use .nii.gz, .nii, .nrrd, .mha "
+        "or a folder name (DICOM series, for DICOM input)"
+    )
+
+
+def save_volume(
+    volume: MetaTensor,
+    path: str | Path,
+    *,
+    dtype: str = "float32",
+    overwrite: bool = False,
+    description_suffix: str = " medsr",
+) -> Path:
+    """Write ``volume`` (1, X, Y, Z) to ``path`` and return the path.
+
+    Args:
+        dtype: ``float32`` or ``input`` (the input's stored type, rounded and clipped to its range).
+        overwrite: replace an existing output; the input itself is never replaced.
+        description_suffix: appended to SeriesDescription of a derived DICOM series.
+    """
+    path = Path(path)
+    if dtype not in DTYPES:
+        raise MedsrError(f"--dtype {dtype!r} is not one of {', '.join(DTYPES)}")
+    source = volume.meta.get("filename_or_obj")
+    inputs = (Path(source),) if isinstance(source, str) and source else ()
+    check_output(path, overwrite=overwrite, inputs=inputs)
+    fmt = output_format(path, volume)
+    data = _spatial_array(volume)
+    if not np.isfinite(data).all():
+        raise MedsrError(f"{path}: refusing to write a volume with NaN or infinite voxels")
+    if fmt == "dicom":
+        from medsr.io.dicom import write_dicom_series
+
+        with atomic_output(path, overwrite=overwrite, directory=True) as tmp:
+            write_dicom_series(volume, tmp, dtype=dtype, description_suffix=description_suffix)
+        return path
+    out_dtype = _output_dtype(volume, dtype)
+    data = _cast(data, out_dtype)
+    with atomic_output(path, overwrite=overwrite) as tmp:
+        if fmt == "nifti":
+            _write_nifti(data, affine_of(volume), volume, tmp)
+        else:
+            _write_itk(data, affine_of(volume), tmp)
+    return path
+
+
+def _spatial_array(volume: torch.Tensor) -> np.ndarray:
+    arr = (
+        volume.detach().cpu().as_subclass(torch.Tensor).numpy()
+        if isinstance(volume, torch.Tensor)
+        else volume
+    )
+    arr = np.asarray(arr)
+    if arr.ndim == 4:
+        if arr.shape[0] != 1:
+            raise MedsrError(f"cannot write {arr.shape[0]} channels; medsr writes one 3-D volume per file")
+        arr = arr[0]
+    if arr.ndim != 3:
+        raise MedsrError(f"expected a 3-D volume, got shape {arr.shape}")
+    return arr
+
+
+def _output_dtype(volume: MetaTensor, dtype: str) -> np.dtype:
+    if dtype == "float32":
+        return np.dtype(np.float32)
+    name = volume.meta.get("original_dtype")
+    return np.dtype(name) if name else np.dtype(np.float32)
+
+
+def _cast(data: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """Round and clip to an integer dtype's range; floats are cast directly."""
+    if np.issubdtype(dtype, np.integer):
+        info = np.iinfo(dtype)
+        return np.clip(np.rint(data), info.min, info.max).astype(dtype)
+    if dtype == np.bool_:
+        return (data > 0.5).astype(np.uint8)
+    return data.astype(dtype)
+
+
+def _write_nifti(data: np.ndarray, affine: np.ndarray, volume: MetaTensor, tmp: Path) -> None:
+    import nibabel as nib
+
+    sform_code, qform_code = (int(c) for c in volume.meta.get("nifti_codes", (1, 1)))
+    if sform_code == 0 and qform_code == 0:
+        sform_code = qform_code = 1  # scanner-based: the affine is real geometry
+    img = nib.Nifti1Image(data, affine)
+    img.set_sform(affine, code=sform_code)
+    img.set_qform(affine, code=qform_code)
+    img.header.set_xyzt_units("mm", "sec")
+    img.set_data_dtype(data.dtype)
+    img.header["scl_slope"] = 1.0
+    img.header["scl_inter"] = 0.0
+    nib.save(img, str(tmp))
+
+
+def _write_itk(data: np.ndarray, affine: np.ndarray, tmp: Path) -> None:
+    import SimpleITK as sitk
+
+    lps = LPS_TO_RAS @ affine
+    spacing = np.linalg.norm(lps[:3, :3], axis=0)
+    image = sitk.GetImageFromArray(np.ascontiguousarray(np.swapaxes(data, 0, 2)))
+    image.SetSpacing([float(s) for s in spacing])
+    image.SetOrigin([float(o) for o in lps[:3, 3]])
+    image.SetDirection([float(d) for d in (lps[:3, :3] / spacing[None, :]).ravel()])
+    sitk.WriteImage(image, str(tmp), useCompression=True)

@@ -1,0 +1,123 @@
+"""The medsr command through typer's CliRunner: outputs, sidecars and one-line errors with exit code 2."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from medsr.cli.main import app
+from tests.conftest import blob_volume, make_affine
+
+runner = CliRunner()
+
+
+def run(*args: str):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def test_info_json_reports_geometry(oblique_nifti: Path) -> None:
+    result = run("info", oblique_nifti, "--json")
+    assert result.exit_code == 0, result.output
+    info = json.loads(result.stdout)
+    np.testing.assert_allclose(info["spacing"], [0.8, 1.1, 4.0], rtol=1e-5)
+    assert info["shape"] == [20, 18, 9]
+    assert info["through_plane_axis"] == 2
+    assert info["anisotropy"] == pytest.approx(5.0)
+    assert info["dtype"] == "int16"
+    assert info["format"] == "nifti"
+    assert len(info["orientation"]) == 3
+
+
+def test_infer_default_output_and_sidecar(oblique_nifti: Path) -> None:
+    result = run("infer", oblique_nifti, "--method", "bspline", "--factor", "4")
+    assert result.exit_code == 0, result.output
+    out = oblique_nifti.with_name("oblique_medsr.nii.gz")
+    img = nib.load(str(out))
+    assert img.shape == (20, 18, 36)
+    sidecar = json.loads(oblique_nifti.with_name("oblique_medsr.json").read_text())
+    assert sidecar["method"] == "bspline"
+    assert sidecar["factor"] == 4
+    assert len(sidecar["input_sha256"]) == 64
+    # Default spacing: the finest in-plane spacing.
+    result = run("infer", oblique_nifti, "--method", "linear", "-o", oblique_nifti.with_name("iso.nii.gz"))
+    assert result.exit_code == 0, result.output
+    zooms = nib.load(str(oblique_nifti.with_name("iso.nii.gz"))).header.get_zooms()
+    assert zooms[2] == pytest.approx(4.0 * 9 / round(9 * 4.0 / 0.8), rel=1e-4)
+
+
+def test_infer_spacing_option_gives_non_integer_factor(tmp_path: Path) -> None:
+    affine = make_affine((0.7, 0.7, 5.0), rng=np.random.default_rng(4))
+    nib.save(nib.Nifti1Image(blob_volume((8, 8, 12)), affine), str(tmp_path / "t.nii.gz"))
+    result = run(
+        "infer", tmp_path / "t.nii.gz", "--method", "linear", "--spacing", "0.7", "-o", tmp_path / "o.nii.gz"
+    )
+    assert result.exit_code == 0, result.output
+    assert nib.load(str(tmp_path / "o.nii.gz")).shape == (8, 8, round(12 * 5 / 0.7))
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--factor", "0"], "positive"),
+        (["--factor", "-2"], "positive"),
+        (["--factor", "2", "--spacing", "1"], "not both"),
+        (["--method", "magic"], "not one of"),
+        (["--axis", "7"], "0, 1 or 2"),
+        (["--dtype", "int8"], "--dtype"),
+    ],
+)
+def test_bad_options_exit_2_with_one_line(oblique_nifti: Path, args: list[str], message: str) -> None:
+    result = run("infer", oblique_nifti, *args)
+    assert result.exit_code == 2
+    assert message in result.stderr
+    assert "Traceback" not in result.output
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert sorted(p.name for p in oblique_nifti.parent.iterdir()) == ["oblique.nii.gz"]
+
+
+def test_isotropic_input_needs_an_axis(tmp_path: Path) -> None:
+    nib.save(nib.Nifti1Image(blob_volume((6, 6, 6)), np.eye(4)), str(tmp_path / "iso.nii.gz"))
+    result = run("infer", tmp_path / "iso.nii.gz", "--method", "linear")
+    assert result.exit_code == 2
+    assert "isotropic" in result.stderr and "--axis" in result.stderr
+    ok = run("infer", tmp_path / "iso.nii.gz", "--method", "linear", "--axis", "S", "--factor", "2")
+    assert ok.exit_code == 0, ok.output
+
+
+def test_missing_unreadable_and_two_d_files(tmp_path: Path) -> None:
+    assert run("infer", tmp_path / "missing.nii.gz").exit_code == 2
+    (tmp_path / "junk.nii.gz").write_bytes(b"junk" * 100)
+    bad = run("infer", tmp_path / "junk.nii.gz")
+    assert bad.exit_code == 2 and "junk.nii.gz" in bad.stderr and "Traceback" not in bad.output
+    nib.save(nib.Nifti1Image(np.zeros((5, 6), np.float32), np.eye(4)), str(tmp_path / "flat.nii.gz"))
+    flat = run("info", tmp_path / "flat.nii.gz")
+    assert flat.exit_code == 2 and "2-D" in flat.stderr
+    assert not list(tmp_path.glob("*_medsr*"))
+
+
+def test_single_slice_cannot_be_upscaled(tmp_path: Path) -> None:
+    nib.save(
+        nib.Nifti1Image(np.ones((6, 6, 1), np.float32), np.diag([1, 1, 5.0, 1])), str(tmp_path / "one.nii")
+    )
+    result = run("infer", tmp_path / "one.nii", "--method", "linear")
+    assert result.exit_code == 2 and "single slice" in result.stderr
+
+
+def test_existing_output_needs_overwrite(oblique_nifti: Path) -> None:
+    out = oblique_nifti.with_name("o.nii.gz")
+    assert run("infer", oblique_nifti, "--method", "nearest", "-o", out).exit_code == 0
+    again = run("infer", oblique_nifti, "--method", "nearest", "-o", out)
+    assert again.exit_code == 2 and "--overwrite" in again.stderr
+    assert run("infer", oblique_nifti, "--method", "nearest", "-o", out, "--overwrite").exit_code == 0
+    same = run("infer", oblique_nifti, "--method", "nearest", "-o", oblique_nifti, "--overwrite")
+    assert same.exit_code == 2 and "is the input" in same.stderr
+
+
+def test_debug_shows_the_traceback(oblique_nifti: Path) -> None:
+    result = run("--debug", "infer", oblique_nifti, "--factor", "0")
+    assert result.exit_code != 0 and result.exception is not None
