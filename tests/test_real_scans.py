@@ -7,7 +7,6 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import SimpleITK as sitk
-from nibabel.affines import apply_affine
 
 from medsr.evaluation.baselines import interpolate_upscale
 from medsr.inference.demo import demo_scan_path

@@ -12,7 +12,7 @@ from typing import Annotated, Any
 import typer
 from typer.core import TyperGroup
 
-from medsr.cli import demo, info, infer, simulate
+from medsr.cli import demo, infer, info, simulate
 
 
 class MedsrGroup(TyperGroup):

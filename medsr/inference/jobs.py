@@ -41,8 +41,8 @@ def infer_one(scan: Path, output: Path | None, opts: InferOptions) -> Path:
     """Upscale one scan and write it with a JSON sidecar; returns the output path."""
     from medsr import __version__
     from medsr.inference.predict import upscale
-    from medsr.io.readers import load_volume
     from medsr.io.atomic import check_output
+    from medsr.io.readers import load_volume
     from medsr.io.writers import save_volume
 
     output = output if output is not None else default_output(scan)
@@ -92,9 +92,9 @@ def collect_inputs(source: Path) -> list[Path]:
         name = entry.name.lower()
         if entry.name.startswith("."):
             continue
-        if entry.is_file() and name.endswith((*NIFTI_SUFFIXES, *ITK_SUFFIXES)) and not name.endswith(".json"):
-            found.append(entry)
-        elif entry.is_dir() and any(_looks_dicom(f) for f in entry.rglob("*") if f.is_file()):
+        is_volume = entry.is_file() and name.endswith((*NIFTI_SUFFIXES, *ITK_SUFFIXES))
+        is_series = entry.is_dir() and any(_looks_dicom(f) for f in entry.rglob("*") if f.is_file())
+        if is_volume or is_series:
             found.append(entry)
         elif entry.is_file() and name.endswith(DICOM_SUFFIXES):
             raise MedsrError(
