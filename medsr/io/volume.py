@@ -13,6 +13,7 @@ Meta keys medsr sets and reads (all optional except ``affine``):
 ``nifti_codes``        ``(sform_code, qform_code)`` of a NIfTI input
 ``dicom_template``     path of one source DICOM file, used to write a derived series
 ``dicom_series_uid``   SeriesInstanceUID of a DICOM input
+``rescale``            ``(RescaleSlope, RescaleIntercept)`` of a DICOM input (None if they vary by slice)
 =====================  ========================================================================
 """
 
