@@ -25,6 +25,9 @@ from medsr.errors import MedsrError
 #: Voxel sizes within this relative tolerance count as equal (isotropic).
 ISOTROPY_RTOL = 0.05
 
+#: Relative tolerance on the slab count floor(n / ratio) (see slab_count).
+SLAB_COUNT_RTOL = 1e-4
+
 _WORLD_AXES = {"R": (0, 1.0), "L": (0, -1.0), "A": (1, 1.0), "P": (1, -1.0), "S": (2, 1.0), "I": (2, -1.0)}
 
 
@@ -151,7 +154,7 @@ def slab_grid(
     if not (np.isfinite(ratio) and ratio > 0):
         raise MedsrError(f"slice spacing ratio {ratio} must be positive")
     shape = tuple(int(n) for n in shape[-3:])
-    m = int(np.floor(shape[axis] / ratio + 1e-9))
+    m = slab_count(shape[axis], ratio)
     if m < 1:
         raise MedsrError(
             f"slice spacing of {ratio:g} voxels is longer than the volume ({shape[axis]} voxels along axis {axis})"
@@ -162,6 +165,15 @@ def slab_grid(
     out_shape = list(shape)
     out_shape[axis] = m
     return (out_shape[0], out_shape[1], out_shape[2]), np.asarray(affine, dtype=np.float64) @ step
+
+
+def slab_count(n: int, ratio: float) -> int:
+    """Whole slabs of ``ratio`` HR voxels in ``n`` voxels: ``floor(n / ratio)``, tolerant to spacing noise.
+
+    A relative tolerance of 1e-4 keeps the last slab when the measured spacing is a hair off (DICOM
+    positions rounded to a few decimals give 0.99999996 mm for 1 mm slices).
+    """
+    return int(np.floor(n / ratio * (1.0 + SLAB_COUNT_RTOL)))
 
 
 def slab_centres(n_slabs: int, ratio: float) -> np.ndarray:

@@ -8,8 +8,6 @@ placement follows :func:`medsr.geometry.slab_grid`.
 
 from __future__ import annotations
 
-from typing import Union
-
 import numpy as np
 import torch
 from scipy.special import erf
@@ -20,7 +18,7 @@ from medsr.errors import MedsrError
 #: FWHM of a Gaussian in units of its standard deviation, 2*sqrt(2*ln 2).
 FWHM_PER_SIGMA = 2.0 * np.sqrt(2.0 * np.log(2.0))
 
-Profile = Union[str, np.ndarray]
+Profile = str | np.ndarray
 
 
 def profile_cdf(profile: Profile, thickness: float, kernel_step: float | None = None):
@@ -72,18 +70,47 @@ def slab_weights(
     if not (np.isfinite(slice_spacing) and slice_spacing > 0):
         raise MedsrError(f"slice spacing {slice_spacing} mm must be positive")
     ratio = slice_spacing / hr_spacing
-    n_lr = int(np.floor(n_hr / ratio + 1e-9))
+    n_lr = geometry.slab_count(n_hr, ratio)
     if n_lr < 1:
         raise MedsrError(
-            f"slice spacing {slice_spacing:g} mm is longer than the volume ({n_hr} slices of {hr_spacing:g} mm)"
+            f"slice spacing {slice_spacing:g} mm is longer than the volume "
+            f"({n_hr} slices of {hr_spacing:g} mm)"
         )
     cdf = profile_cdf(profile, slice_thickness, kernel_step)
     centres = geometry.slab_centres(n_lr, ratio)[:, None] * hr_spacing
     lower = (np.arange(n_hr)[None, :] - 0.5) * hr_spacing
     weights = cdf(lower + hr_spacing - centres) - cdf(lower - centres)
     weights = np.clip(weights, 0.0, None)
-    weights /= weights.sum(axis=1, keepdims=True)
-    return weights
+    sums = weights.sum(axis=1, keepdims=True)
+    if np.any(sums <= 0):
+        empty = int(np.argmax(sums[:, 0] <= 0))
+        raise MedsrError(
+            f"the slice profile puts no weight inside the volume for LR slice {empty}; use a profile with "
+            "weight near its centre"
+        )
+    return weights / sums
+
+
+def profile_fwhm(profile: Profile, thickness: float | None = None, kernel_step: float | None = None) -> float:
+    """Full width at half maximum of a slice profile, mm.
+
+    ``thickness`` for the named profiles; for a user kernel, the half-maximum crossings interpolated
+    linearly between its samples (bin centres ``kernel_step`` mm apart), zero beyond its ends.
+    """
+    if isinstance(profile, str):
+        if thickness is None:
+            raise MedsrError(f"the {profile!r} slice profile needs a slice thickness (its FWHM in mm)")
+        profile_cdf(profile, thickness)  # validates both
+        return float(thickness)
+    profile_cdf(profile, 1.0, kernel_step)  # validates the kernel
+    k = np.concatenate([[0.0], np.asarray(profile, dtype=np.float64).ravel(), [0.0]])
+    x = (np.arange(k.size) - (k.size - 1) / 2.0) * kernel_step
+    half = k.max() / 2.0
+    above = np.flatnonzero(k >= half)
+    lo, hi = above[0], above[-1]
+    left = np.interp(half, [k[lo - 1], k[lo]], [x[lo - 1], x[lo]])
+    right = np.interp(half, [k[hi + 1], k[hi]], [x[hi + 1], x[hi]])
+    return float(right - left)
 
 
 def apply_slab_weights(data: torch.Tensor, weights: np.ndarray | torch.Tensor, axis: int) -> torch.Tensor:
