@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from medsr.errors import MedsrError
-from medsr.io.atomic import atomic_output
+from medsr.io.atomic import write_json
 from medsr.io.naming import default_output, sha256_of, sidecar_path
 
 
@@ -29,12 +28,6 @@ class InferOptions:
     volume_index: int | None = None
     preview: Path | None = None
     learner: dict[str, Any] = field(default_factory=dict)
-
-
-def write_json(path: Path, payload: dict[str, Any], *, overwrite: bool = True) -> None:
-    """Write ``payload`` as indented JSON, atomically."""
-    with atomic_output(path, overwrite=overwrite) as tmp:
-        tmp.write_text(json.dumps(payload, indent=2, default=str) + "\n")
 
 
 def infer_one(scan: Path, output: Path | None, opts: InferOptions) -> Path:

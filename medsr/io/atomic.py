@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import json
 import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from medsr.errors import MedsrError
 
@@ -65,3 +67,9 @@ def _remove(path: Path) -> None:
         shutil.rmtree(path, ignore_errors=True)
     elif path.exists() or path.is_symlink():
         path.unlink(missing_ok=True)
+
+
+def write_json(path: Path, payload: dict[str, Any], *, overwrite: bool = True) -> None:
+    """Write ``payload`` as indented JSON, atomically (used for sidecars and reports)."""
+    with atomic_output(Path(path), overwrite=overwrite) as tmp:
+        tmp.write_text(json.dumps(payload, indent=2, default=str) + "\n")

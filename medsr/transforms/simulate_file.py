@@ -6,12 +6,11 @@ series folder; the sidecar is the output path with its suffix replaced by ``.jso
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from medsr import __version__, geometry
-from medsr.io.atomic import atomic_output, check_output
+from medsr.io.atomic import check_output, write_json
 from medsr.io.naming import default_output, sidecar_path
 from medsr.io.readers import load_volume
 from medsr.io.volume import affine_of, spatial_shape
@@ -49,8 +48,7 @@ def simulate_file(
     lr = simulate_thick_slices(hr, thickness, spacing, axis, profile, noise_model, rng=seed)
     record = simulation_record(hr, lr, src, out, seed)
     save_volume(lr, out, overwrite=overwrite, description_suffix=f" medsr simulated {thickness:g} mm")
-    with atomic_output(sidecar, overwrite=overwrite) as tmp:
-        tmp.write_text(json.dumps(record, indent=2) + "\n")
+    write_json(sidecar, record, overwrite=overwrite)
     return out, sidecar
 
 
