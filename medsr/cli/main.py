@@ -12,7 +12,7 @@ from typing import Annotated, Any
 import typer
 from typer.core import TyperGroup
 
-from medsr.cli import demo, infer, info, simulate
+from medsr.cli import benchmark, demo, evaluate, infer, info, simulate
 
 
 class MedsrGroup(TyperGroup):
@@ -78,6 +78,8 @@ app.command("info")(info.info)
 app.command("infer")(infer.infer)
 app.command("demo")(demo.demo)
 app.command("simulate")(simulate.simulate)
+app.command("evaluate")(evaluate.evaluate)
+app.command("benchmark")(benchmark.benchmark)
 
 
 def main() -> None:

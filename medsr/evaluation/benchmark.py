@@ -1,0 +1,309 @@
+"""``medsr benchmark``: simulate thick slices from an HR scan, upscale with each method, score and draw.
+
+Each method runs in a fresh Python process (``python -m medsr.evaluation.benchmark SPEC.json``) that
+loads the LR volume, calls :func:`medsr.inference.predict.upscale` and writes the SR volume. Its peak
+memory is the kernel's high-water mark of resident memory (``resource.getrusage(RUSAGE_SELF).ru_maxrss``),
+which counts torch's C++/OpenMP/MKL allocations that ``tracemalloc`` cannot see and catches peaks that
+sampling (psutil) can miss; a fresh process per method keeps one method's peak from hiding another's.
+``peak_rss_mb`` is the whole process (Python, torch and the LR volume included); ``method_rss_mb`` is the
+rise during the upscale call. On CUDA, ``peak_gpu_mb`` is ``torch.cuda.max_memory_allocated``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from medsr.errors import MedsrError
+
+INTERPOLATION_METHODS = ("nearest", "linear", "bspline")
+MEMORY_MEASURE = (
+    "peak resident memory (ru_maxrss) of a fresh process per method, Python and torch included; "
+    "method_rss_mb in report.json is the rise during the upscale call"
+)
+VIEWS = ("axial", "coronal", "sagittal")
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    """One benchmark column: a display ``name``, the ``upscale`` method and an optional checkpoint."""
+
+    name: str
+    method: str
+    model: Path | None = None
+
+
+def parse_methods(text: str) -> list[MethodSpec]:
+    """``"nearest,linear,bspline,selfsup,model:CKPT"`` -> specs (checkpoints must exist)."""
+    specs: list[MethodSpec] = []
+    for part in (p.strip() for p in text.split(",")):
+        if not part:
+            continue
+        if part.startswith("model:"):
+            ckpt = Path(part[len("model:") :])
+            if not ckpt.is_file():
+                raise MedsrError(f"--methods {part}: checkpoint {ckpt} not found; give model:PATH to a file")
+            specs.append(MethodSpec(f"model:{ckpt.name}", "model", ckpt))
+        elif part in (*INTERPOLATION_METHODS, "selfsup"):
+            specs.append(MethodSpec(part, part))
+        else:
+            raise MedsrError(
+                f"--methods: {part!r} is not one of nearest, linear, bspline, selfsup or model:CKPT"
+            )
+    names = [s.name for s in specs]
+    if not specs or len(set(names)) != len(names):
+        raise MedsrError(f"--methods {text!r} must list at least one method, each once")
+    return specs
+
+
+@dataclass(frozen=True)
+class BenchmarkOptions:
+    """Settings of a benchmark run (see ``medsr benchmark --help``)."""
+
+    factor: float = 4.0
+    thickness: float | None = None
+    axis: str | None = None
+    methods: tuple[MethodSpec, ...] = tuple(MethodSpec(m, m) for m in INTERPOLATION_METHODS)
+    mask: str = "auto"
+    noise: str | None = None
+    window: str | None = None
+    learner: dict[str, Any] = field(default_factory=dict)
+    isolate: bool = True
+    overwrite: bool = False
+
+
+def run_method(spec: dict[str, Any]) -> dict[str, Any]:
+    """Load the LR file, upscale it with one method, write the SR file; returns time and memory facts."""
+    import torch
+
+    from medsr.inference.predict import upscale
+    from medsr.io.readers import load_volume
+    from medsr.io.writers import save_volume
+
+    lr = load_volume(spec["lr"])
+    base = _max_rss_mb()
+    cuda = torch.cuda.is_available()
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
+    start = time.perf_counter()
+    sr = upscale(
+        lr,
+        factor=spec["factor"],
+        axis=spec["axis"],
+        method=spec["method"],
+        thickness=spec["thickness"],
+        model=spec.get("model"),
+        **spec.get("learner", {}),
+    )
+    seconds = time.perf_counter() - start
+    peak = _max_rss_mb()
+    save_volume(sr, spec["output"], overwrite=True)
+    gpu = torch.cuda.max_memory_allocated() / 2**20 if cuda and torch.cuda.is_initialized() else None
+    return {
+        "seconds": seconds,
+        "peak_rss_mb": peak,
+        "method_rss_mb": None if peak is None or base is None else peak - base,
+        "peak_gpu_mb": gpu or None,
+        "facts": sr.meta.get("medsr", {}),
+    }
+
+
+def run_isolated(spec: dict[str, Any]) -> dict[str, Any]:
+    """:func:`run_method` in a fresh Python process; a failure comes back as ``{"error": ...}``."""
+    with tempfile.TemporaryDirectory(prefix="medsr-bench-") as tmp:
+        spec_path, result_path = Path(tmp) / "spec.json", Path(tmp) / "result.json"
+        spec_path.write_text(json.dumps({**spec, "result": str(result_path)}, default=str))
+        proc = subprocess.run(
+            [sys.executable, "-m", "medsr.evaluation.benchmark", str(spec_path)],
+            capture_output=True,
+            text=True,
+        )
+        if proc.returncode != 0 or not result_path.exists():
+            lines = [ln for ln in proc.stderr.strip().splitlines() if ln.strip()]
+            return {"error": lines[-1] if lines else f"worker exited with code {proc.returncode}"}
+        return json.loads(result_path.read_text())
+
+
+def machine_info() -> dict[str, Any]:
+    """CPU model (/proc/cpuinfo), usable cores (as ``nproc``), GPU name, Python and torch versions."""
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    nproc = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return {
+        "cpu": cpu,
+        "nproc": nproc,
+        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "platform": platform.platform(),
+    }
+
+
+def run_benchmark(
+    hr_path: Path, outdir: Path, opts: BenchmarkOptions, *, command: str = ""
+) -> dict[str, Any]:
+    """Simulate, upscale with every method, evaluate, draw panels; write report.json and report.md in ``outdir``.
+
+    Returns the report (the content of report.json before the strings for inf/nan).
+    """
+    from medsr import __version__, geometry
+    from medsr.evaluation.compare import evaluate_volumes
+    from medsr.evaluation.report import benchmark_markdown, save_json
+    from medsr.io.atomic import atomic_output
+    from medsr.io.naming import safe_name, sha256_of
+    from medsr.io.readers import load_volume
+    from medsr.io.volume import affine_of
+    from medsr.io.writers import save_volume
+    from medsr.transforms.array import default_axis, simulate_thick_slices
+
+    _prepare_outdir(outdir, opts.overwrite)
+    hr = load_volume(hr_path)
+    hr_affine = affine_of(hr)
+    axis = default_axis(hr_affine) if opts.axis is None else geometry.resolve_axis(hr_affine, opts.axis)
+    if not (np.isfinite(opts.factor) and opts.factor > 1.0):
+        raise MedsrError(f"--factor {opts.factor} must be above 1 (the LR slice spacing in HR voxels)")
+    spacing = float(opts.factor * geometry.voxel_sizes(hr_affine)[axis])
+    thickness = spacing if opts.thickness is None else float(opts.thickness)
+    lr = simulate_thick_slices(hr, thickness, spacing, axis=axis, noise=opts.noise, rng=0)
+    lr_path = outdir / "lr.nii.gz"
+    save_volume(lr, lr_path, overwrite=True)
+    rows: list[dict[str, Any]] = []
+    srs: dict[str, Any] = {}
+    summary: dict[str, Any] = {}
+    for m in opts.methods:
+        output = outdir / f"sr_{safe_name(m.name.replace(':', '_'))}.nii.gz"
+        spec = {
+            "lr": str(lr_path),
+            "output": str(output),
+            "method": m.method,
+            "model": str(m.model) if m.model else None,
+            "factor": float(opts.factor),
+            "axis": axis,
+            "thickness": thickness,
+            "learner": opts.learner if m.method in ("selfsup", "model") else {},
+        }
+        row: dict[str, Any] = {"name": m.name, "method": m.method, "output": output.name}
+        try:
+            facts = run_isolated(spec) if opts.isolate else run_method(spec)
+        except MedsrError as err:
+            facts = {"error": " ".join(str(err).split())}
+        if "error" in facts:
+            rows.append({**row, "error": facts["error"]})
+            continue
+        if not opts.isolate:
+            facts.update(peak_rss_mb=None, method_rss_mb=None)
+        sr = load_volume(output)
+        ev = evaluate_volumes(sr, hr, mask=opts.mask, axis=axis, factor=opts.factor)
+        srs[m.name] = sr
+        summary = summary or {k: ev[k] for k in ("mask", "data_range", "axis")}
+        rows.append({**row, **ev["metrics"], **{k: facts.get(k) for k in _FACT_KEYS}, "grid": ev["grid"]})
+        rows[-1]["details"] = facts.get("facts", {})
+    if not srs:
+        raise MedsrError(f"every method failed: {'; '.join(r['name'] + ': ' + r['error'] for r in rows)}")
+    panels = _panels(
+        outdir, lr, srs, hr, opts, title=f"{Path(hr_path).name}: x{opts.factor:g} along axis {axis}"
+    )
+    result = {
+        "schema": "medsr.benchmark/1",
+        "command": command,
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "medsr_version": __version__,
+        "hr": str(hr_path),
+        "hr_sha256": sha256_of(Path(hr_path)),
+        "factor": float(opts.factor),
+        "machine": machine_info(),
+        "simulation": {**lr.meta["simulation"], "lr_shape": list(lr.shape[1:]), "lr": lr_path.name},
+        "evaluation": summary,
+        "memory_measure": MEMORY_MEASURE if opts.isolate else "not measured (--in-process)",
+        "methods": rows,
+        "panels": [p.name for p in panels],
+    }
+    save_json(outdir / "report.json", result)
+    with atomic_output(outdir / "report.md", overwrite=True) as tmp:
+        tmp.write_text(benchmark_markdown(result))
+    return result
+
+
+_FACT_KEYS = ("seconds", "peak_rss_mb", "method_rss_mb", "peak_gpu_mb")
+
+
+def _panels(outdir: Path, lr, srs: dict, hr, opts: BenchmarkOptions, title: str) -> list[Path]:
+    """panel_<view>.png: LR, each method and HR in one window, |SR - HR| maps in one error window."""
+    import torch
+
+    from medsr.evaluation.compare import on_reference_grid, spatial_array
+    from medsr.evaluation.figures import error_window, intensity_window, save_comparison
+    from medsr.io.volume import affine_of, make_volume
+
+    hr_data = spatial_array(hr)
+    errors = {}
+    for name, sr in srs.items():
+        on_hr, valid, _ = on_reference_grid(sr, hr)
+        errors[name] = np.where(valid, np.abs(on_hr - hr_data), np.nan).astype(np.float32)
+    emax = error_window(list(errors.values()))
+    window = intensity_window(hr, opts.window)
+    lr_name = f"LR {lr.meta['simulation']['slice_spacing_mm']:g} mm"
+    columns = {lr_name: lr, **srs, "HR (truth)": hr}
+    maps = {k: make_volume(torch.from_numpy(v), affine_of(hr)) for k, v in errors.items()}
+    return [
+        save_comparison(
+            outdir / f"panel_{view}.png",
+            columns,
+            maps,
+            view=view,
+            window=window,
+            error_max=emax,
+            title=title,
+            overwrite=True,
+        )
+        for view in VIEWS
+    ]
+
+
+def _prepare_outdir(outdir: Path, overwrite: bool) -> None:
+    if (outdir / "report.json").exists() and not overwrite:
+        raise MedsrError(
+            f"{outdir} already holds a benchmark (report.json); pass --overwrite or choose another -o"
+        )
+    if outdir.exists() and not outdir.is_dir():
+        raise MedsrError(f"{outdir} is a file; -o names the output folder")
+    outdir.mkdir(parents=True, exist_ok=True)
+
+
+def _max_rss_mb() -> float | None:
+    try:
+        import resource
+    except ImportError:  # Windows
+        return None
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return rss / 2**20 if sys.platform == "darwin" else rss / 2**10  # bytes on macOS, KiB on Linux
+
+
+def _worker_main(argv: list[str]) -> int:
+    spec = json.loads(Path(argv[0]).read_text())
+    result = run_method(spec)
+    Path(spec["result"]).write_text(json.dumps(result, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_worker_main(sys.argv[1:]))
