@@ -63,12 +63,14 @@ def test_benchmark_in_process_writes_reports_and_panels(tmp_path: Path, hr_path:
 
 def test_benchmark_isolated_measures_memory(tmp_path: Path, hr_path: Path) -> None:
     out = tmp_path / "bench"
+    ballast = np.ones(1_000_000_000 // 8)  # 1 GB held by this process must not count for the method
     result = runner.invoke(
         app, ["benchmark", str(hr_path), "--methods", "linear", "--axis", "S", "-o", str(out)]
     )
+    del ballast
     assert result.exit_code == 0, result.output
     row = json.loads((out / "report.json").read_text())["methods"][0]
-    assert row["peak_rss_mb"] > 50 and row["method_rss_mb"] >= 0  # a real process with numpy and torch
+    assert 50 < row["peak_rss_mb"] < 1000 and row["method_rss_mb"] >= 0  # a real process with torch
     assert "peak RSS (MB)" in (out / "report.md").read_text()
 
 

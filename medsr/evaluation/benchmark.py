@@ -2,11 +2,13 @@
 
 Each method runs in a fresh Python process (``python -m medsr.evaluation.benchmark SPEC.json``) that
 loads the LR volume, calls :func:`medsr.inference.predict.upscale` and writes the SR volume. Its peak
-memory is the kernel's high-water mark of resident memory (``resource.getrusage(RUSAGE_SELF).ru_maxrss``),
-which counts torch's C++/OpenMP/MKL allocations that ``tracemalloc`` cannot see and catches peaks that
-sampling (psutil) can miss; a fresh process per method keeps one method's peak from hiding another's.
-``peak_rss_mb`` is the whole process (Python, torch and the LR volume included); ``method_rss_mb`` is the
-rise during the upscale call. On CUDA, ``peak_gpu_mb`` is ``torch.cuda.max_memory_allocated``.
+memory is the kernel's high-water mark of the process's resident memory (``VmHWM`` in /proc/self/status;
+``ru_maxrss`` where there is no /proc). It counts torch's C++/OpenMP/MKL allocations that ``tracemalloc``
+cannot see and catches peaks that sampling (psutil) can miss; a fresh process per method keeps one
+method's peak from hiding another's. (On Linux ``ru_maxrss`` of a child started by fork/vfork + exec
+starts at the parent's peak, which is why VmHWM is read instead.) ``peak_rss_mb`` is the whole process
+(Python, torch and the LR volume included); ``method_rss_mb`` is the rise during the upscale call. On
+CUDA, ``peak_gpu_mb`` is ``torch.cuda.max_memory_allocated``.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from medsr.errors import MedsrError
 
 INTERPOLATION_METHODS = ("nearest", "linear", "bspline")
 MEMORY_MEASURE = (
-    "peak resident memory (ru_maxrss) of a fresh process per method, Python and torch included; "
+    "peak resident memory (VmHWM) of a fresh process per method, Python and torch included; "
     "method_rss_mb in report.json is the rise during the upscale call"
 )
 VIEWS = ("axial", "coronal", "sagittal")
@@ -290,6 +292,13 @@ def _prepare_outdir(outdir: Path, overwrite: bool) -> None:
 
 
 def _max_rss_mb() -> float | None:
+    """This process's peak resident memory in MiB: VmHWM from /proc, else ru_maxrss, else None."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 2**10  # kB
+    except OSError:
+        pass
     try:
         import resource
     except ImportError:  # Windows

@@ -25,6 +25,7 @@ from medsr.io.volume import affine_of, spatial_shape
 
 #: Index maps within this many voxels of an integer are snapped (the copy is then exact).
 INDEX_ATOL = 1e-4
+DATA_RANGE_CONVENTION = "P99.5 - P0.5 of HR over the voxels SR covers; PSNR = 10 log10(range^2 / MSE)"
 
 
 @dataclass(frozen=True)
@@ -164,30 +165,19 @@ def evaluate_volumes(
     sr_data = np.where(valid, sr_data, hr_data)  # uncovered voxels never enter a metric
     sr_axis, axis_source = upscaled_axis(sr, axis, facts)
     hr_axis = matched_axis(affine_of(sr), sr_axis, affine_of(hr))
-    mask_info: dict[str, Any] = {"kind": mask if isinstance(mask, str) else "file"}
-    if isinstance(mask, str):
-        if mask == "auto":
-            region, threshold = metrics.foreground_mask(hr_data, valid)
-            mask_info["otsu_threshold"] = threshold
-        elif mask == "none":
-            region = valid
-        else:
-            raise MedsrError(f"--mask {mask!r} must be auto, none or a mask file")
+    width = 0
+    if isinstance(mask, str):  # auto/none: drop one LR slice's worth of voxels at each end
         factor_source = "--factor"
         if factor is None:
             factor = facts.get("effective_factor") or facts.get("factor")
             factor_source = "sidecar" if factor is not None else "unknown (slab = one SR voxel)"
         slab_mm = float(factor or 1.0) * float(geometry.voxel_sizes(affine_of(sr))[sr_axis])
         width = max(1, int(np.ceil(slab_mm / geometry.voxel_sizes(affine_of(hr))[hr_axis] - 1e-6)))
-        region = metrics.exclude_edge_slabs(region, valid, hr_axis, width)
+    region, mask_info = evaluation_mask(mask, hr, valid, edge_axis=hr_axis, edge_width=width)
+    if width:
         mask_info.update(
             edge_slab_mm=slab_mm, edge_slab_hr_voxels=width, factor=factor, factor_source=factor_source
         )
-    else:
-        inside, mask_covers, _ = on_reference_grid(mask, hr, order=0)
-        region = valid & mask_covers & (inside > 0.5)
-        mask_info["file"] = volume_name(mask)
-    mask_info.update(voxels=int(region.sum()), fraction=round(float(region.mean()), 6))
     lo, hi = metrics.robust_range(hr_data, valid)
     result = {
         "schema": "medsr.evaluate/1",
@@ -208,7 +198,36 @@ def evaluate_volumes(
     return result
 
 
-DATA_RANGE_CONVENTION = "P99.5 - P0.5 of HR over the voxels SR covers; PSNR = 10 log10(range^2 / MSE)"
+def evaluation_mask(
+    mask: str | MetaTensor,
+    reference: MetaTensor,
+    valid: np.ndarray,
+    *,
+    edge_axis: int = 0,
+    edge_width: int = 0,
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """Boolean (X, Y, Z) region on the reference grid and its description for the report.
+
+    ``auto``: Otsu foreground of ``reference`` within ``valid``; ``none``: ``valid``; both lose
+    ``edge_width`` slices at each end of the valid region along ``edge_axis``. A mask volume (> 0.5
+    inside, any grid) is resampled nearest onto the reference grid and used as given.
+    """
+    info: dict[str, Any] = {"kind": mask if isinstance(mask, str) else "file"}
+    if isinstance(mask, str):
+        if mask == "auto":
+            region, threshold = metrics.foreground_mask(spatial_array(reference), valid)
+            info["otsu_threshold"] = threshold
+        elif mask == "none":
+            region = valid
+        else:
+            raise MedsrError(f"--mask {mask!r} must be auto, none or a mask file")
+        region = metrics.exclude_edge_slabs(region, valid, edge_axis, edge_width)
+    else:
+        inside, covered, _ = on_reference_grid(mask, reference, order=0)
+        region = valid & covered & (inside > 0.5)
+        info["file"] = volume_name(mask)
+    info.update(voxels=int(region.sum()), fraction=round(float(region.mean()), 6))
+    return region, info
 
 
 def _warnings(align: GridAlignment) -> list[str]:

@@ -22,9 +22,7 @@ import numpy as np
 from monai.data import MetaTensor
 
 from medsr import geometry
-from medsr.errors import MedsrError
-from medsr.evaluation import metrics
-from medsr.evaluation.compare import on_reference_grid, spatial_array, upscaled_axis, volume_name
+from medsr.evaluation.compare import evaluation_mask, spatial_array, upscaled_axis, volume_name
 from medsr.io.volume import affine_of
 
 
@@ -68,21 +66,7 @@ def no_reference(
     affine = affine_of(volume)
     spacing = geometry.voxel_sizes(affine)
     ax, source = upscaled_axis(volume, axis, facts or {})
-    everywhere = np.ones(data.shape, dtype=bool)
-    mask_info: dict[str, Any] = {"kind": mask if isinstance(mask, str) else "file"}
-    if isinstance(mask, str):
-        if mask == "auto":
-            region, threshold = metrics.foreground_mask(data, everywhere)
-            mask_info["otsu_threshold"] = threshold
-        elif mask == "none":
-            region = everywhere
-        else:
-            raise MedsrError(f"--mask {mask!r} must be auto, none or a mask file")
-    else:
-        inside, covered, _ = on_reference_grid(mask, volume, order=0)
-        region = covered & (inside > 0.5)
-        mask_info["file"] = volume_name(mask)
-    mask_info.update(voxels=int(region.sum()), fraction=round(float(region.mean()), 6))
+    region, mask_info = evaluation_mask(mask, volume, np.ones(data.shape, dtype=bool))
     in_plane = [b for b in range(3) if b != ax]
     gradients = {b: mean_gradient(data, spacing[b], b, region) for b in range(3)}
     f_hi = float(0.5 / spacing.max())

@@ -82,9 +82,13 @@ def evaluation_text(result: dict[str, Any]) -> str:
     if "hr" in result:
         grid, m = result["grid"], result["metrics"]
         lines.append(f"HR: {result['hr']}")
+        how = "same grid"
+        if not grid["same_grid"]:
+            exact = grid["interpolation"] == "none"
+            how = "SR copied onto HR's grid (exact)" if exact else "SR resampled onto HR's grid (linear)"
         lines.append(
-            f"grid: {'same grid' if grid['same_grid'] else 'SR resampled onto HR (' + grid['interpolation'] + ')'}"
-            f", grid_offset_vox {grid['grid_offset_vox']}, HR covered {grid['hr_voxels_covered_fraction']:.1%}"
+            f"grid: {how}, grid_offset_vox {grid['grid_offset_vox']}, "
+            f"HR covered {grid['hr_voxels_covered_fraction']:.1%}"
         )
         lines.append(
             f"data range: {fmt(result['data_range']['value'])} ({result['data_range']['convention']})"
