@@ -206,8 +206,8 @@ def run_benchmark(
         row: dict[str, Any] = {"name": m.name, "method": m.method, "output": output.name}
         try:
             facts = run_isolated(spec) if opts.isolate else run_method(spec)
-        except MedsrError as err:
-            facts = {"error": " ".join(str(err).split())}
+        except Exception as err:  # in-process run: report it in the row like the worker does
+            facts = {"error": _one_line(err)}
         if "error" in facts:
             rows.append({**row, "error": facts["error"]})
             continue
@@ -309,9 +309,17 @@ def _max_rss_mb() -> float | None:
 
 def _worker_main(argv: list[str]) -> int:
     spec = json.loads(Path(argv[0]).read_text())
-    result = run_method(spec)
+    try:
+        result = run_method(spec)
+    except Exception as err:  # reported in the method's row; the benchmark goes on with the others
+        result = {"error": _one_line(err)}
     Path(spec["result"]).write_text(json.dumps(result, default=str))
     return 0
+
+
+def _one_line(err: BaseException) -> str:
+    text = " ".join(str(err).split())
+    return text if isinstance(err, MedsrError) else f"{type(err).__name__}: {text}"
 
 
 if __name__ == "__main__":
