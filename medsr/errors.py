@@ -9,3 +9,10 @@ class MedsrError(ValueError):
     The message names the file or value and the fix, e.g.
     ``scan.nii.gz is 4-D (256, 256, 40, 3); pass one volume with --volume-index``.
     """
+
+
+class MedsrWarning(UserWarning):
+    """Something medsr repaired or assumed about the input (NaN voxels, sform/qform disagreement...).
+
+    The CLI prints it as one line ``medsr: warning: ...``; the message names the file and what was done.
+    """

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from medsr.errors import MedsrError
-from medsr.io.atomic import write_json
+from medsr.io.atomic import discard, write_json
 from medsr.io.naming import default_output, sha256_of, sidecar_path
 
 
@@ -31,7 +33,11 @@ class InferOptions:
 
 
 def infer_one(scan: Path, output: Path | None, opts: InferOptions) -> Path:
-    """Upscale one scan and write it with a JSON sidecar; returns the output path."""
+    """Upscale one scan and write it with a JSON sidecar; returns the output path.
+
+    Everything that could refuse (output, sidecar and preview paths) is checked before the work; if the
+    preview or sidecar then fails, the output is removed again: an output without its sidecar is unfinished.
+    """
     from medsr import __version__
     from medsr.inference.predict import upscale
     from medsr.io.atomic import check_output
@@ -40,6 +46,14 @@ def infer_one(scan: Path, output: Path | None, opts: InferOptions) -> Path:
 
     output = output if output is not None else default_output(scan)
     check_output(output, overwrite=opts.overwrite, inputs=(scan,))
+    sidecar = sidecar_path(output)
+    if sidecar.exists() and not opts.overwrite and not _is_medsr_sidecar(sidecar):
+        raise MedsrError(
+            f"{sidecar} exists and is not a medsr sidecar; medsr writes the JSON sidecar of {output.name} "
+            "there: move that file, choose another -o, or pass --overwrite"
+        )
+    if opts.preview is not None:
+        check_output(opts.preview, overwrite=opts.overwrite, inputs=(scan,))
     start = time.perf_counter()
     volume = load_volume(scan, series=opts.series, volume_index=opts.volume_index)
     result = upscale(
@@ -53,23 +67,35 @@ def infer_one(scan: Path, output: Path | None, opts: InferOptions) -> Path:
         **opts.learner,
     )
     save_volume(result, output, dtype=opts.dtype, overwrite=opts.overwrite)
-    if opts.preview is not None:
-        from medsr.evaluation.figures import save_panel
+    try:
+        if opts.preview is not None:
+            from medsr.evaluation.figures import save_panel
 
-        save_panel(opts.preview, {"input": volume, opts.method: result}, overwrite=opts.overwrite)
-    facts = dict(result.meta.get("medsr", {}))
-    facts.update(
-        medsr_version=__version__,
-        input=str(scan),
-        input_sha256=sha256_of(scan),
-        output=str(output),
-        input_shape=list(volume.shape[1:]),
-        output_shape=list(result.shape[1:]),
-        dtype=opts.dtype,
-        wall_seconds=round(time.perf_counter() - start, 3),
-    )
-    write_json(sidecar_path(output), facts, overwrite=True)
+            save_panel(opts.preview, {"input": volume, opts.method: result}, overwrite=opts.overwrite)
+        facts = dict(result.meta.get("medsr", {}))
+        facts.update(
+            medsr_version=__version__,
+            input=str(scan),
+            input_sha256=sha256_of(scan),
+            output=str(output),
+            input_shape=list(volume.shape[1:]),
+            output_shape=list(result.shape[1:]),
+            dtype=opts.dtype,
+            wall_seconds=round(time.perf_counter() - start, 3),
+        )
+        write_json(sidecar, facts, overwrite=True)
+    except BaseException:
+        discard(output)
+        raise
     return output
+
+
+def _is_medsr_sidecar(path: Path) -> bool:
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return False
+    return isinstance(doc, dict) and "medsr_version" in doc
 
 
 def collect_inputs(source: Path) -> list[Path]:
@@ -138,7 +164,10 @@ def infer_batch(
 ) -> BatchSummary:
     """Run :func:`infer_one` on each scan into ``outdir``; skip finished ones, carry on after failures.
 
-    A JSON report named ``report`` lists what was done, skipped and failed (with the reason).
+    A scan is finished when its output and its sidecar exist; an output without a sidecar (a run killed
+    between the two) is redone. Any error of one scan, even an unexpected one, is recorded and the batch
+    goes on; an interruption stops it. The JSON report named ``report`` lists what was done, skipped and
+    failed (with the reason) and is written even when the batch is interrupted.
     """
     from rich.progress import Progress
 
@@ -146,37 +175,61 @@ def infer_batch(
         outdir.mkdir(parents=True)
     summary = BatchSummary()
     names: set[Path] = set()
-    with Progress(disable=not progress, transient=False) as bar:
-        task = bar.add_task("medsr infer (batch)", total=len(scans))
-        for scan in scans:
-            output = default_output(scan, folder=outdir)
-            if output in names:
-                output = default_output(scan, tag=f"medsr_{len(names)}", folder=outdir)
-            names.add(output)
-            if output.exists() and sidecar_path(output).exists() and not opts.overwrite:
-                summary.skipped.append(scan)
-            else:
-                try:
-                    summary.done.append(infer_one(scan, output, opts))
-                except (MedsrError, OSError, RuntimeError, ValueError) as err:
-                    summary.failed.append((scan, " ".join(str(err).split()) or type(err).__name__))
-            bar.advance(task)
-    write_json(
-        outdir / report,
-        {
-            "done": [str(p) for p in summary.done],
-            "skipped": [str(p) for p in summary.skipped],
-            "failed": [{"input": str(p), "error": e} for p, e in summary.failed],
-        },
-    )
+    sidecars: set[Path] = set()
+    interrupted = True
+    try:
+        with Progress(disable=not progress, transient=False) as bar:
+            task = bar.add_task("medsr infer (batch)", total=len(scans))
+            for scan in scans:
+                output = default_output(scan, folder=outdir)
+                if output in names or sidecar_path(output) in sidecars:
+                    output = default_output(scan, tag=f"medsr_{len(names)}", folder=outdir)
+                names.add(output)
+                sidecars.add(sidecar_path(output))
+                finished = output.exists() and sidecar_path(output).exists()
+                if finished and not opts.overwrite:
+                    summary.skipped.append(scan)
+                else:
+                    unfinished = output.exists() and not opts.overwrite
+                    scan_opts = dataclasses.replace(opts, overwrite=True) if unfinished else opts
+                    try:
+                        summary.done.append(infer_one(scan, output, scan_opts))
+                    except Exception as err:  # one bad scan must not stop an unattended batch
+                        summary.failed.append((scan, _reason(err)))
+                bar.advance(task)
+        interrupted = False
+    finally:
+        write_json(
+            outdir / report,
+            {
+                "done": [str(p) for p in summary.done],
+                "skipped": [str(p) for p in summary.skipped],
+                "failed": [{"input": str(p), "error": e} for p, e in summary.failed],
+                "interrupted": interrupted,
+            },
+        )
     return summary
 
 
+def _reason(err: Exception) -> str:
+    """One line for the batch report; errors that are not the input's fault are marked as internal."""
+    text = " ".join(str(err).split()) or type(err).__name__
+    if isinstance(err, (MedsrError, OSError)):
+        return text
+    return f"internal error {type(err).__name__}: {text} (please report it)"
+
+
 def _looks_dicom(path: Path) -> bool:
-    """DICOM Part 10 files carry 'DICM' at byte 128."""
+    """DICOM Part 10 files carry 'DICM' at byte 128; older files without the preamble start with a
+    group 0002 or 0008 tag (the rule :mod:`medsr.io.dicom` reads them by); a ``.dcm``/``.ima`` name counts too.
+    """
+    from medsr.io.readers import DICOM_SUFFIXES
+
+    if path.name.lower().endswith(DICOM_SUFFIXES):
+        return True
     try:
         with path.open("rb") as handle:
-            handle.seek(128)
-            return handle.read(4) == b"DICM"
+            start = handle.read(132)
     except OSError:
         return False
+    return start[128:132] == b"DICM" or start[:2] in (b"\x02\x00", b"\x08\x00")

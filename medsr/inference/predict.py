@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from monai.data import MetaTensor
 
 from medsr import geometry
-from medsr.errors import MedsrError
+from medsr.errors import MedsrError, MedsrWarning
 from medsr.evaluation.baselines import INTERPOLATORS, interpolate_upscale
-from medsr.io.volume import affine_of, spatial_shape
+from medsr.io.volume import affine_of, spatial_shape, with_grid
 
 METHODS = ("selfsup", "model", *INTERPOLATORS)
 
@@ -89,6 +91,9 @@ def upscale(
     if not (np.isfinite(thickness) and thickness > 0):
         raise MedsrError(f"slice thickness {thickness} mm must be positive")
     facts: dict[str, Any] = {"method": method, "axis": ax, "factor": factor, "thickness_mm": float(thickness)}
+    volume, replaced = finite_volume(volume)
+    if replaced:
+        facts["non_finite_replaced"] = replaced
     if method in INTERPOLATORS:
         out = interpolate_upscale(volume, ax, factor, method)
     elif method == "selfsup":
@@ -105,11 +110,46 @@ def upscale(
             volume, Path(model), axis=ax, factor=factor, thickness=thickness, **options
         )
         facts.update(learned)
+    bad = int((~torch.isfinite(out.as_tensor() if isinstance(out, MetaTensor) else out)).sum())
+    if bad:
+        raise MedsrError(
+            f"{_name(volume)}: method {method!r} produced {bad} NaN/infinite voxels from a finite input; "
+            "nothing was written. This is a medsr bug, please report it; --method bspline avoids it"
+        )
     shape_in = spatial_shape(volume)
     facts["effective_factor"] = spatial_shape(out)[ax] / shape_in[ax]
     facts["spacing_mm"] = geometry.voxel_sizes(affine_of(out)).round(6).tolist()
     out.meta["medsr"] = facts
     return out
+
+
+def finite_volume(volume: MetaTensor) -> tuple[MetaTensor, dict[str, int]]:
+    """``volume`` with NaN set to 0 and +-Inf clipped to the finite range, warning when anything changed.
+
+    Returns the volume (unchanged when all voxels are finite) and the counts replaced (``nan``,
+    ``posinf``, ``neginf``; empty when none). A volume with no finite voxel is refused.
+    """
+    data = volume.as_tensor() if isinstance(volume, MetaTensor) else torch.as_tensor(volume)
+    finite = torch.isfinite(data)
+    if bool(finite.all()):
+        return volume, {}
+    if not bool(finite.any()):
+        raise MedsrError(f"{_name(volume)}: every voxel is NaN or infinite; there is no image to upscale")
+    lo, hi = (float(v) for v in torch.aminmax(data[finite]))
+    counts = {
+        "nan": int(torch.isnan(data).sum()),
+        "posinf": int(torch.isposinf(data).sum()),
+        "neginf": int(torch.isneginf(data).sum()),
+    }
+    clean = torch.nan_to_num(data, nan=0.0, posinf=hi, neginf=lo)
+    inf = counts["posinf"] + counts["neginf"]
+    warnings.warn(
+        f"{_name(volume)}: {counts['nan']} NaN voxel(s) set to 0 and {inf} infinite voxel(s) clipped to the "
+        f"finite range [{lo:.6g}, {hi:.6g}] before upscaling",
+        MedsrWarning,
+        stacklevel=3,
+    )
+    return with_grid(volume, clean, affine_of(volume)), counts
 
 
 def _name(volume: MetaTensor) -> str:

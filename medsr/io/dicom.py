@@ -27,6 +27,7 @@ from pydicom.errors import InvalidDicomError
 
 from medsr.errors import MedsrError
 from medsr.io.dicom_write import write_dicom_series
+from medsr.io.readers import _check_size
 from medsr.io.volume import make_volume
 
 __all__ = ["read_dicom_series", "write_dicom_series"]
@@ -79,6 +80,7 @@ def read_dicom_series(source: Path | Sequence[Path], series_uid: str | None = No
     lps[:3, 1] = col_cos * spacing[0]
     lps[:3, 2] = step
     lps[:3, 3] = ipp[0]
+    _check_size(Path(label), (cols, rows, len(series)))  # before allocating (X, Y, Z) float32
     array, stored_dtype, rescale = _pixels(series, rows, cols)
     first = series[0].header
     meta = {
@@ -131,6 +133,11 @@ def _read_header(path: Path) -> _Slice | None:
         return None
     if ds is None or _sop_class(ds) == _DICOMDIR_CLASS or "DirectoryRecordSequence" in ds:
         return None
+    if not forced and not ("SeriesInstanceUID" in ds and "SOPInstanceUID" in ds):
+        raise MedsrError(
+            f"{path}: DICOM file without SeriesInstanceUID or SOPInstanceUID: it is truncated or damaged; "
+            "copy it again or remove it from the series"
+        )
     return _Slice(path, ds, forced)
 
 
@@ -193,15 +200,21 @@ def _check_image(s: _Slice) -> None:
     h = s.header
     if not _is_image(s):
         kind = pydicom.uid.UID(_sop_class(h)).name if _sop_class(h) else "unknown SOP class"
+        if "Image Storage" in kind:
+            raise MedsrError(
+                f"{s.path}: a {kind} object without Rows/Columns: the file is truncated or damaged; copy it "
+                "again or remove it from the series"
+            )
         raise MedsrError(
             f"{s.path}: not an image (Modality {h.get('Modality', '?')}, {kind}: no Rows/Columns/PixelData); "
             "pass the folder or files of an image series"
         )
     frames = int(h.get("NumberOfFrames", 1) or 1)
+    kind = pydicom.uid.UID(_sop_class(h)).name if _sop_class(h) else "unknown SOP class"
     if frames > 1 or "PerFrameFunctionalGroupsSequence" in h or "SharedFunctionalGroupsSequence" in h:
         raise MedsrError(
-            f"{s.path}: multi-frame (enhanced) DICOM with {frames} frames is not supported yet; convert it to "
-            "a classic one-file-per-slice series or to NIfTI (e.g. dcm2niix) first"
+            f"{s.path}: multi-frame DICOM ({kind}, {frames} frame{'s' * (frames != 1)}) is not supported yet; "
+            "convert it to a classic one-file-per-slice series or to NIfTI (e.g. dcm2niix) first"
         )
     if int(h.get("SamplesPerPixel", 1) or 1) != 1:
         raise MedsrError(
@@ -316,9 +329,15 @@ def _pixels(series: list[_Slice], rows: int, cols: int) -> tuple[np.ndarray, str
             raise MedsrError(f"{s.path}: has no PixelData (not an image object); pass an image series")
         try:
             pixels = ds.pixel_array
-        except (RuntimeError, NotImplementedError, ValueError) as err:
+        except (RuntimeError, NotImplementedError, ValueError, AttributeError) as err:
             ts = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
             name = ts.name if ts is not None else "unknown transfer syntax"
+            no_decoder = any(w in str(err).lower() for w in ("plugin", "dependencies", "decoder"))
+            if not (ts is not None and ts.is_compressed and no_decoder):
+                raise MedsrError(
+                    f"{s.path}: its {name} pixel data cannot be read ({err}); the file is truncated or "
+                    "damaged (or its Rows/Columns/BitsAllocated are wrong): copy it again"
+                ) from None
             raise MedsrError(
                 f"{s.path}: cannot decode its {name} pixel data: {err}\nInstall a decoder named above, e.g. "
                 "`pip install pylibjpeg pylibjpeg-libjpeg pylibjpeg-openjpeg` (JPEG, JPEG-LS, JPEG 2000) "

@@ -21,8 +21,12 @@ def stem(path: Path) -> str:
 
 
 def safe_name(text: str, fallback: str = "volume") -> str:
-    """A file-name-safe version of ``text`` (no separators, no leading dots), e.g. from DICOM tags."""
-    cleaned = _UNSAFE.sub("_", text).strip("._")
+    """A file-name-safe version of ``text``, e.g. from DICOM tags.
+
+    Only ``A-Z a-z 0-9 . _ -`` survive (anything else becomes ``_``); no leading dot or dash (hidden
+    files, names read as options), at most 120 characters, never empty, ``.`` or ``..``.
+    """
+    cleaned = _UNSAFE.sub("_", text).lstrip("._-").rstrip("._")
     return cleaned[:120] or fallback
 
 

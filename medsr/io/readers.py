@@ -6,13 +6,16 @@ indices to RAS+ world mm (see medsr.io.volume for the meta keys).
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 from monai.data import MetaTensor
 
-from medsr.errors import MedsrError
+from medsr import geometry
+from medsr.errors import MedsrError, MedsrWarning
+from medsr.io.preflight import check_itk_data, check_nifti_data
 from medsr.io.volume import make_volume
 
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
@@ -24,6 +27,11 @@ MAX_VOXELS = 2_000_000_000
 
 #: LPS <-> RAS: negate the first two world axes.
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
+
+#: NIfTI sform and qform placing a corner of the volume further apart than this (mm) disagree.
+FORM_DISAGREEMENT_MM = 0.1
+#: Affine axes whose |cos(angle)| exceeds this are sheared (not perpendicular; 1e-3 ~ 0.06 degrees).
+SHEAR_COS = 1e-3
 
 
 def volume_format(path: Path) -> str:
@@ -67,6 +75,11 @@ def load_volume(
     path = Path(path)
     if not path.exists():
         raise MedsrError(f"{path}: no such file or folder; check the path")
+    if not (path.is_file() or path.is_dir()):
+        raise MedsrError(
+            f"{path}: not a regular file or folder (a pipe, socket or device); medsr reads volume files "
+            "and DICOM series folders"
+        )
     fmt = volume_format(path)
     if fmt == "dicom":
         from medsr.io.dicom import read_dicom_series
@@ -103,6 +116,11 @@ def _pick_volume(data: np.ndarray, path: Path, volume_index: int | None) -> np.n
 
 
 def _check_size(path: Path, shape: Sequence[int]) -> None:
+    if any(int(s) == 0 for s in shape):
+        raise MedsrError(
+            f"{path}: header declares an empty volume {tuple(int(s) for s in shape)} (a dimension of 0 "
+            "voxels); the file holds no image"
+        )
     n = int(np.prod([int(s) for s in shape], dtype=np.float64))
     if n > MAX_VOXELS or any(int(s) < 0 for s in shape):
         raise MedsrError(
@@ -119,6 +137,18 @@ def _read_nifti(path: Path, volume_index: int | None) -> MetaTensor:
     except Exception as err:  # nibabel raises many types for corrupt files
         raise MedsrError(f"{path}: not a readable NIfTI file ({err}); check the file is complete") from None
     _check_size(path, img.shape)
+    stored = np.dtype(img.get_data_dtype())
+    if stored.kind == "c":
+        raise MedsrError(
+            f"{path} holds complex voxels ({stored.name}); medsr upscales real-valued images: save the "
+            "magnitude image and pass that"
+        )
+    if stored.kind not in "biuf":
+        raise MedsrError(
+            f"{path} holds {stored} voxels (e.g. RGB colour); medsr upscales single-channel grey-level images"
+        )
+    check_nifti_data(path, img.shape, stored, int(img.dataobj.offset))
+    affine = _nifti_affine(img, path)
     try:
         data = np.asarray(img.dataobj, dtype=np.float32)
     except Exception as err:
@@ -128,7 +158,7 @@ def _read_nifti(path: Path, volume_index: int | None) -> MetaTensor:
     codes = (int(hdr["sform_code"]), int(hdr["qform_code"]))
     return make_volume(
         data,
-        img.affine,
+        affine,
         format="nifti",
         filename_or_obj=str(path),
         original_dtype=np.dtype(img.get_data_dtype()).name,
@@ -144,6 +174,11 @@ def _read_itk(path: Path, fmt: str, volume_index: int | None) -> MetaTensor:
         reader.SetFileName(str(path))
         reader.ReadImageInformation()
         _check_size(path, reader.GetSize())
+        if reader.GetPixelID() in (sitk.sitkComplexFloat32, sitk.sitkComplexFloat64):
+            raise MedsrError(f"{path} holds complex voxels; medsr upscales real-valued images")
+        probe = sitk.Image([1, 1], reader.GetPixelID(), reader.GetNumberOfComponents())
+        pixel_bytes = probe.GetSizeOfPixelComponent() * probe.GetNumberOfComponentsPerPixel()
+        check_itk_data(path, fmt, reader.GetSize(), pixel_bytes)
         image = reader.Execute()
     except RuntimeError as err:
         first = str(err).strip().splitlines()[-1] if str(err).strip() else "unknown error"
@@ -170,3 +205,64 @@ def _read_itk(path: Path, fmt: str, volume_index: int | None) -> MetaTensor:
         filename_or_obj=str(path),
         original_dtype=np.dtype(sitk.GetArrayViewFromImage(image).dtype).name,
     )
+
+
+def _nifti_affine(img, path: Path) -> np.ndarray:
+    """The voxel-to-RAS affine nibabel chooses (sform if its code > 0, else qform, else pixdim), checked.
+
+    A singular or non-finite affine is refused; a sheared one is kept and warned about (the qform cannot
+    hold a shear); sform and qform that disagree, or no orientation at all, are warned about.
+    """
+    hdr = img.header
+    sform_code, qform_code = int(hdr["sform_code"]), int(hdr["qform_code"])
+    which = "sform" if sform_code > 0 else "qform" if qform_code > 0 else "pixdim (no sform or qform)"
+    affine = np.asarray(img.affine, dtype=np.float64)
+    cols = affine[:3, :3]
+    sizes = np.linalg.norm(cols, axis=0)
+    finite = bool(np.isfinite(affine).all())
+    if not finite or sizes.min() == 0 or abs(np.linalg.det(cols)) < 1e-6 * float(np.prod(sizes)):
+        raise MedsrError(
+            f"{path}: the {which} affine is {'not finite' if not finite else 'singular'} "
+            f"({np.round(affine[:3], 4).tolist()}), so voxel positions are unknown; fix the header geometry"
+        )
+    shape = img.shape[:3]
+    cosines = np.abs(np.triu((cols / sizes).T @ (cols / sizes), 1))
+    if cosines.max() > SHEAR_COS:
+        angle = float(np.degrees(np.arcsin(min(1.0, cosines.max()))))
+        differ = ""
+        if sform_code > 0 and qform_code > 0:
+            gap = _corner_gap(shape, affine, hdr.get_qform())
+            differ = f" (here up to {gap:.3g} mm)"
+        warnings.warn(
+            f"{path}: the {which} affine is sheared (axes {angle:.2f} degrees from perpendicular, e.g. an "
+            "uncorrected gantry tilt); medsr keeps it exactly, but a NIfTI qform cannot hold a shear, so tools "
+            f"that read the qform (ITK, SimpleITK) place voxels differently{differ}",
+            MedsrWarning,
+            stacklevel=4,
+        )
+    elif sform_code > 0 and qform_code > 0:
+        gap = _corner_gap(shape, affine, hdr.get_qform())
+        if gap > FORM_DISAGREEMENT_MM:
+            warnings.warn(
+                f"{path}: the sform and qform disagree by up to {gap:.3g} mm; medsr uses the sform (as nibabel "
+                "does) and writes it as both sform and qform of the output",
+                MedsrWarning,
+                stacklevel=4,
+            )
+    elif sform_code == 0 and qform_code == 0:
+        warnings.warn(
+            f"{path}: no sform or qform (both codes 0), so the orientation is unknown; medsr uses "
+            "nibabel's fallback affine built from the pixdim voxel sizes",
+            MedsrWarning,
+            stacklevel=4,
+        )
+    return affine
+
+
+def _corner_gap(shape: Sequence[int], a: np.ndarray, b: np.ndarray) -> float:
+    """Largest distance (mm) between where two affines put the corners of the voxel grid."""
+    shape3 = tuple(int(n) for n in (*shape, 1, 1)[:3])
+    gaps = geometry.extent_corners(shape3, a) - geometry.extent_corners(
+        shape3, np.asarray(b, dtype=np.float64)
+    )
+    return float(np.linalg.norm(gaps, axis=1).max())

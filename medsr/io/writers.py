@@ -73,7 +73,13 @@ def save_volume(
         if fmt == "nifti":
             _write_nifti(data, affine_of(volume), volume, tmp)
         else:
-            _write_itk(data, affine_of(volume), tmp)
+            try:
+                _write_itk(data, affine_of(volume), tmp)
+            except RuntimeError as err:  # ITK reports I/O failures (disk full...) as RuntimeError
+                reason = str(err).strip().splitlines()[-1] if str(err).strip() else "unknown error"
+                raise MedsrError(
+                    f"{path}: SimpleITK could not write it ({reason}); nothing was written"
+                ) from None
     return path
 
 
