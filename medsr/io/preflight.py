@@ -10,7 +10,9 @@ Rules (docs/robustness.md):
   header, and a surplus of a whole slice or more means the header dimensions disagree with the data
   (a smaller tail is ignored, as nibabel and ITK do);
 * deflate (gzip/zlib) expands by at most 1032:1, so a compressed file declaring more than 1032 times
-  its size is refused without decompressing it; a ``.nii.gz`` stream is then counted exactly.
+  its size is refused without decompressing it; a ``.nii.gz`` whose gzip trailer (ISIZE) matches the
+  declared size is intact at its end, otherwise its stream is counted exactly (the one case that costs a
+  decompression pass: truncated, padded or multi-member files).
 """
 
 from __future__ import annotations
@@ -95,6 +97,8 @@ def _check_bytes(
         )
     if encoding == "zlib":
         return
+    if encoding == "gzip" and _gzip_trailer_size(data_file) == (offset + nbytes) % 2**32:
+        return  # the usual single-member file, intact: nibabel's own read will see any damage inside
     have, ended_early = (
         (size, False) if encoding == "raw" else _gzip_length(path, offset + nbytes + slice_bytes)
     )
@@ -112,6 +116,16 @@ def _check_bytes(
             f"({extra / slice_bytes:.3g} slices) more voxel data than the {what} the header declares; "
             "fix the header dimensions"
         )
+
+
+def _gzip_trailer_size(path: Path) -> int | None:
+    """ISIZE, the last 4 bytes of a gzip file: the uncompressed length mod 2**32 of its last member."""
+    with open(path, "rb") as handle:
+        handle.seek(0, 2)
+        if handle.tell() < 18:  # smaller than an empty gzip member
+            return None
+        handle.seek(-4, 2)
+        return int.from_bytes(handle.read(4), "little")
 
 
 def _gzip_length(path: Path, limit: int) -> tuple[int, bool]:

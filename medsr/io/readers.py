@@ -147,7 +147,9 @@ def _read_nifti(path: Path, volume_index: int | None) -> MetaTensor:
         raise MedsrError(
             f"{path} holds {stored} voxels (e.g. RGB colour); medsr upscales single-channel grey-level images"
         )
-    check_nifti_data(path, img.shape, stored, int(img.dataobj.offset))
+    offset = getattr(img.dataobj, "offset", None)
+    if offset is not None:
+        check_nifti_data(path, img.shape, stored, int(offset))
     affine = _nifti_affine(img, path)
     try:
         data = np.asarray(img.dataobj, dtype=np.float32)
