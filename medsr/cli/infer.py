@@ -26,8 +26,13 @@ def infer(
     spacing: Annotated[float | None, typer.Option("--spacing", help="Target slice spacing in mm.")] = None,
     axis: Axis = None,
     method: Annotated[
-        str, typer.Option("--method", help="selfsup (learn from the scan), bspline, linear or nearest.")
-    ] = DEFAULT_METHOD,
+        str | None,
+        typer.Option(
+            "--method",
+            help="selfsup (learn from the scan), bspline, linear or nearest [default: model with --model, else bspline].",
+            show_default=False,
+        ),
+    ] = None,
     thickness: Annotated[
         float | None, typer.Option("--thickness", help="Slice profile FWHM in mm (default: SliceThickness).")
     ] = None,
@@ -65,6 +70,8 @@ def infer(
         select_shard,
     )
 
+    if method is None:
+        method = "model" if model is not None else DEFAULT_METHOD
     learner: dict[str, object] = {}
     if method == "selfsup" or model is not None:
         learner = {"budget_s": budget, "steps": steps, "device": device, "seed": seed, "progress": progress}

@@ -21,7 +21,7 @@ import typer
 from typer.core import TyperGroup
 from typer.exceptions import TyperException
 
-from medsr.cli import benchmark, demo, evaluate, infer, info, simulate
+from medsr.cli import benchmark, demo, evaluate, infer, info, manifest, simulate, train
 
 
 class MedsrGroup(TyperGroup):
@@ -145,6 +145,8 @@ app.command("demo")(demo.demo)
 app.command("simulate")(simulate.simulate)
 app.command("evaluate")(evaluate.evaluate)
 app.command("benchmark")(benchmark.benchmark)
+app.command("train")(train.train)
+app.add_typer(manifest.app, name="manifest")
 
 
 def main() -> None:
