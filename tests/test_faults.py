@@ -29,7 +29,7 @@ import medsr.inference.predict as predict
 import medsr.io.writers as writers
 from medsr.cli.main import app
 from tests.conftest import blob_volume, make_affine
-from tests.test_dicom import copy_ct5n
+from tests.test_dicom import DATA, copy_ct5n
 
 ROOT = Path(__file__).resolve().parents[1]
 runner = CliRunner()
@@ -57,6 +57,9 @@ FAULTS = [
      "exit 130, report with `interrupted: true`; a rerun skips the finished scans"),
     ("Batch: an output without its sidecar (a run killed between the two)", "test_batch_redoes_an_output_without_sidecar",
      "that scan is redone, finished ones skipped"),
+    ("Libraries that print: ITK on file descriptor 2, nibabel's header-fix log, pydicom warnings",
+     "test_one_line_even_when_libraries_talk_in_a_real_process",
+     "still one line per error (ITK's own words inside it), nothing on success; `--debug` shows the warnings and logs"),
     ("A bug: an unexpected exception inside a command", "test_internal_error_is_one_line",
      "exit 1, one line `medsr: internal error: ...`, traceback only with `--debug`"),
     ("`--overwrite` aimed at a folder of other files, or at the input's parent folder",
@@ -154,6 +157,8 @@ def real_runs(tmp_path_factory) -> dict[str, Run]:
         args = ["infer", str(src), "--method", "nearest", "--factor", "2", "-o", str(out_dir / "up.nii.gz")]
         runs[name] = _start(["-c", STALLED_CLI, str(base / "marker"), *args], out_dir)
         runs[name].marker, runs[name].signal = base / "marker", sig
+    base = tmp_path_factory.mktemp("chatty")
+    runs["chatty"] = _start(["-c", CHATTY_CLI, *map(str, _chatty_inputs(base))], base)
     tool = _unshare()
     if tool is not None:
         base = tmp_path_factory.mktemp("tmpfs")
@@ -185,6 +190,41 @@ def real_runs(tmp_path_factory) -> dict[str, Run]:
 
 
 CLI = "from medsr.cli.main import main; main()"
+
+
+#: Several `medsr info` runs in one real process, each after a marker line on stderr.
+CHATTY_CLI = textwrap.dedent(
+    """
+    import sys
+    from medsr.cli.main import app
+
+    for path in sys.argv[1:]:
+        print("@@", path, file=sys.stderr, flush=True)
+        try:
+            app(["info", path])
+        except SystemExit as done:
+            print("@@ exit", done.code, file=sys.stderr, flush=True)
+    """
+)
+
+
+def _chatty_inputs(folder: Path) -> list[Path]:
+    """Files that make ITK print on fd 2, nibabel log header fixes, and pydicom warn."""
+    import SimpleITK as sitk
+
+    data = np.random.default_rng(0).random((6, 5, 4)).astype(np.float32)
+    sitk.WriteImage(sitk.GetImageFromArray(data.transpose(2, 1, 0)), str(folder / "good.mha"))
+    (folder / "bad.mha").write_bytes((folder / "good.mha").read_bytes().replace(b"DimSize", b"DimSixe"))
+    hdr = nib.Nifti1Header()
+    hdr.set_data_shape(data.shape)
+    hdr.set_data_dtype(np.float32)
+    hdr.set_zooms((1.0, 1.0, 3.0))
+    hdr.set_sform(np.diag([1.0, 1.0, 3.0, 1.0]), code=1)
+    (folder / "offset0.nii").write_bytes(hdr.binaryblock + b"\0" * 4 + data.tobytes("F"))
+    hdr["vox_offset"], hdr["qform_code"] = 352, 99  # an invalid code nibabel logs and resets: still readable
+    (folder / "qcode99.nii").write_bytes(hdr.binaryblock + b"\0" * 4 + data.tobytes("F"))
+    shutil.copy(DATA / "rtstruct.dcm", folder / "rtstruct.dcm")  # no preamble: pydicom warns on read
+    return [folder / n for n in ("bad.mha", "offset0.nii", "qcode99.nii", "rtstruct.dcm")]
 
 
 @pytest.mark.parametrize("name", SIGNALS)
@@ -258,6 +298,28 @@ def test_sigterm_mid_write_in_this_process(tmp_path: Path, monkeypatch, kind: st
         assert _listing(out_dir) == []
     else:
         assert _listing(out_dir) == ["up.nii.gz"] and out.read_bytes() == b"earlier output"
+
+
+def test_one_line_even_when_libraries_talk_in_a_real_process(real_runs: dict[str, Run]) -> None:
+    """ITK's C++ messages on fd 2, nibabel's header-fix log and pydicom's warnings stay out of the output."""
+    blocks: dict[str, list[str]] = {}
+    current = "(before the first run)"
+    for line in real_runs["chatty"].stderr.splitlines():
+        if line.startswith("@@ exit"):
+            blocks.setdefault(current, []).append(line)
+        elif line.startswith("@@ "):
+            current = Path(line[3:]).name
+            blocks[current] = []
+        else:
+            blocks.setdefault(current, []).append(line)
+    assert set(blocks) == {"bad.mha", "offset0.nii", "qcode99.nii", "rtstruct.dcm"}, real_runs[
+        "chatty"
+    ].stderr
+    for name in ("bad.mha", "offset0.nii", "rtstruct.dcm"):
+        assert len(blocks[name]) == 2 and blocks[name][1] == "@@ exit 2", blocks[name]
+        assert blocks[name][0].startswith("medsr: error: ") and name in blocks[name][0], blocks[name]
+    assert "DimSize required and not defined" in blocks["bad.mha"][0]  # ITK's words, in the one line
+    assert blocks["qcode99.nii"] == ["@@ exit 0"], blocks["qcode99.nii"]  # read fine, nothing printed
 
 
 # ---------------------------------------------------------------- a full disk

@@ -907,6 +907,54 @@ def test_upscaled_files_keep_extent_for_any_affine(tmp_path_factory, affine, fac
         )
 
 
+# ---------------------------------------------------------------- damaged files (hypothesis): never a traceback
+
+
+@pytest.fixture(scope="module")
+def seed_files(tmp_path_factory) -> dict[str, bytes]:
+    """One small valid file per format, to be damaged byte by byte."""
+    folder = tmp_path_factory.mktemp("seeds")
+    data = _data((6, 5, 4))
+    seeds = {}
+    for suffix in (".nii", ".nii.gz"):
+        nib.save(nib.Nifti1Image(data, AFFINE), str(folder / f"s{suffix}"))
+    for suffix in (".nrrd", ".mha"):
+        image = sitk.GetImageFromArray(np.ascontiguousarray(data.transpose(2, 1, 0)))
+        sitk.WriteImage(image, str(folder / f"s{suffix}"), useCompression=suffix == ".nrrd")
+    for suffix in (".nii", ".nii.gz", ".nrrd", ".mha"):
+        seeds[suffix] = (folder / f"s{suffix}").read_bytes()
+    seeds[".dcm"] = sorted(CT5N.iterdir())[0].read_bytes()
+    return seeds
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    suffix=st.sampled_from([".nii", ".nii.gz", ".nrrd", ".mha", ".dcm"]),
+    edits=st.lists(st.tuples(st.integers(0, 10**6), st.integers(0, 255)), min_size=1, max_size=8),
+    keep=st.one_of(st.none(), st.floats(0.0, 1.0)),
+)
+def test_damaged_files_give_a_medsr_error_or_a_volume(
+    seed_files, tmp_path_factory, suffix, edits, keep
+) -> None:
+    """Bytes changed (mostly in the header) and/or the end cut off: a MedsrError naming the file, or a volume."""
+    raw = bytearray(seed_files[suffix])
+    span = len(raw) if suffix == ".nii.gz" else min(len(raw), 512)
+    for position, value in edits:
+        raw[position % span] = value
+    if keep is not None:
+        raw = raw[: int(len(raw) * keep)]
+    path = tmp_path_factory.mktemp("damaged") / f"scan{suffix}"
+    path.write_bytes(bytes(raw))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            volume = load_volume(path)
+        except MedsrError as err:
+            assert str(path) in str(err)
+        else:
+            assert volume.ndim == 4 and np.all(np.isfinite(affine_of(volume)))
+
+
 # ---------------------------------------------------------------- untrusted checkpoints (--model)
 
 
@@ -1031,7 +1079,9 @@ def render_table() -> str:
     models += [f"| {what} | `{test}` | {does} |" for what, test, does in CHECKPOINTS]
     paths = ["| Path hazard | Test | What medsr does |", "|---|---|---|"]
     paths += [f"| {what} | `{test}` | {does} |" for what, test, does in PATHS]
-    return "\n".join([_START, "", *rows, "", *faults, "", *models, "", *paths, "", _END])
+    props = ["| Property (hypothesis) | Test | What holds |", "|---|---|---|"]
+    props += [f"| {what} | `{test}` | {does} |" for what, test, does in PROPERTIES]
+    return "\n".join([_START, "", *rows, "", *faults, "", *models, "", *paths, "", *props, "", _END])
 
 
 PATHS = [
@@ -1045,6 +1095,29 @@ PATHS = [
 ]  # fmt: skip
 
 
+PROPERTIES = [
+    ("any NIfTI/NRRD/MHA/DICOM file with random bytes changed and/or its end cut off (200 examples)",
+     "test_damaged_files_give_a_medsr_error_or_a_volume",
+     "a MedsrError naming the file, or a readable volume; never another exception"),
+    ("any oblique, flipped, anisotropic or sheared affine, any factor, NIfTI or MHA output (25 examples)",
+     "test_upscaled_files_keep_extent_for_any_affine", "the written output covers the input's physical extent"),
+    ("any order of a series' files", "tests/test_dicom_properties.py::test_any_order_of_the_files_gives_the_same_volume",
+     "the same volume and affine"),
+    ("any file names, sub-folders, InstanceNumber and SliceLocation",
+     "tests/test_dicom_properties.py::test_names_folders_and_instance_numbers_do_not_matter", "the same volume and affine"),
+    ("any junk file beside a series (random bytes, DICOM-like prefixes)",
+     "tests/test_dicom_properties.py::test_junk_beside_the_series_is_skipped_or_named",
+     "skipped (the same volume), or a MedsrError naming that file"),
+    ("any run of consecutive slices", "tests/test_dicom_properties.py::test_any_run_of_slices_is_the_matching_sub_volume",
+     "the matching sub-volume, its affine shifted to the first slice"),
+    ("any interior slice missing, or any slice twice",
+     "tests/test_dicom_properties.py::test_a_gap_or_a_twin_slice_is_always_refused", "refused (non-uniform spacing / duplicate position)"),
+    ("any oblique grid written as DICOM and read back",
+     "tests/test_dicom_properties.py::test_write_then_read_puts_every_voxel_back_in_place",
+     "every voxel back at the same world position with the same value"),
+]  # fmt: skip
+
+
 def test_docs_table_is_current() -> None:
     text = DOC.read_text(encoding="utf-8")
     assert _START in text and _END in text, f"{DOC} lost its generated-table markers"
@@ -1053,8 +1126,12 @@ def test_docs_table_is_current() -> None:
 
 
 def test_every_row_names_a_real_test() -> None:
-    for _, test, _ in [*CHECKPOINTS, *PATHS]:
-        assert callable(globals().get(test.split("[")[0])), test
+    from tests import test_dicom_properties
+
+    for _, test, _ in [*CHECKPOINTS, *PATHS, *PROPERTIES]:
+        module, _, name = test.rpartition("::")
+        scope = vars(test_dicom_properties) if module else globals()
+        assert callable(scope.get(name.split("[")[0])), test
 
 
 if __name__ == "__main__":

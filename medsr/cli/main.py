@@ -10,11 +10,14 @@ removed (:func:`main` turns SIGTERM into an exception so that cleanup runs).
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import signal
 import sys
 import threading
 import warnings
+from collections.abc import Iterator
 from typing import Annotated, Any
 
 import typer
@@ -28,14 +31,10 @@ class MedsrGroup(TyperGroup):
     """Command group that turns user errors into one line and exit code 2."""
 
     def invoke(self, ctx: typer.Context) -> Any:
-        from medsr.errors import MedsrError, MedsrWarning
+        from medsr.errors import MedsrError
 
         try:
-            with warnings.catch_warnings():
-                if not _debug(ctx):
-                    warnings.simplefilter("ignore")
-                warnings.simplefilter("always", MedsrWarning)
-                warnings.showwarning = _show_warning
+            with _library_chatter(quiet=not _debug(ctx)):
                 return super().invoke(ctx)
         except (typer.Exit, typer.Abort, TyperException):
             raise
@@ -69,6 +68,25 @@ class MedsrGroup(TyperGroup):
                 err=True,
             )
             raise typer.Exit(1) from None
+
+
+@contextlib.contextmanager
+def _library_chatter(quiet: bool) -> Iterator[None]:
+    """MedsrWarning as one line each; other libraries' warnings and nibabel's header-fix log only if not quiet."""
+    from medsr.errors import MedsrWarning
+
+    nibabel_log = logging.getLogger("nibabel")
+    level = nibabel_log.level
+    with warnings.catch_warnings():
+        if quiet:
+            warnings.simplefilter("ignore")
+            nibabel_log.setLevel(logging.CRITICAL)
+        warnings.simplefilter("always", MedsrWarning)
+        warnings.showwarning = _show_warning
+        try:
+            yield
+        finally:
+            nibabel_log.setLevel(level)
 
 
 def _silence_stdout() -> None:

@@ -65,6 +65,26 @@ def read_dicom_series(source: Path | Sequence[Path], series_uid: str | None = No
             unevenly spaced slice positions, multi-frame files, or pixel data without a decoder.
     """
     label, slices = _collect(source)
+    try:
+        return _read_series(label, slices, series_uid)
+    except MedsrError:
+        raise
+    except (
+        ValueError,
+        TypeError,
+        KeyError,
+        IndexError,
+        AttributeError,
+        NotImplementedError,
+        OverflowError,
+    ) as err:
+        raise MedsrError(
+            f"{label}: unreadable DICOM values ({type(err).__name__}: {' '.join(str(err).split())[:200]}); a "
+            "file of the series is damaged"
+        ) from None
+
+
+def _read_series(label: str, slices: list[_Slice], series_uid: str | None) -> MetaTensor:
     series = _pick_series(label, slices, series_uid)
     uid = str(series[0].header.get("SeriesInstanceUID", ""))
     for s in series:
@@ -127,10 +147,14 @@ def _read_header(path: Path) -> _Slice | None:
     forced = False
     try:
         ds = pydicom.dcmread(path, stop_before_pixels=True)
-    except InvalidDicomError:
+        _decode_all(ds)
+    except InvalidDicomError:  # no 'DICM' preamble: an old file without it, or not DICOM at all
         ds, forced = _read_without_preamble(path), True
-    except (OSError, ValueError, EOFError, KeyError, TypeError):
-        return None
+    except Exception as err:  # a Part 10 file pydicom cannot parse: damaged, never skipped silently
+        raise MedsrError(
+            f"{path}: damaged DICOM file ({type(err).__name__}: {' '.join(str(err).split())[:200]}); copy it "
+            "again or remove it from the series"
+        ) from None
     if ds is None or _sop_class(ds) == _DICOMDIR_CLASS or "DirectoryRecordSequence" in ds:
         return None
     if not forced and not ("SeriesInstanceUID" in ds and "SOPInstanceUID" in ds):
@@ -148,9 +172,18 @@ def _read_without_preamble(path: Path) -> Dataset | None:
             if f.read(2) not in (b"\x02\x00", b"\x08\x00"):
                 return None
         ds = pydicom.dcmread(path, stop_before_pixels=True, force=True)
+        _decode_all(ds)
     except Exception:  # anything unparsable is simply not DICOM
         return None
     return ds if "SOPInstanceUID" in ds and "SeriesInstanceUID" in ds else None
+
+
+def _decode_all(ds: Dataset) -> None:
+    """Convert every top-level element now (pydicom converts lazily), so damage shows up here, per file."""
+    for _ in getattr(ds, "file_meta", None) or ():
+        pass
+    for _ in ds:
+        pass
 
 
 def _sop_class(ds: Dataset) -> str:
@@ -324,7 +357,10 @@ def _pixels(series: list[_Slice], rows: int, cols: int) -> tuple[np.ndarray, str
     stored = ""
     rescales = set()
     for k, s in enumerate(series):
-        ds = pydicom.dcmread(s.path, force=s.forced)
+        try:
+            ds = pydicom.dcmread(s.path, force=s.forced)
+        except Exception as err:  # it parsed a moment ago: changed or damaged since
+            raise MedsrError(f"{s.path}: cannot be read again ({type(err).__name__}: {err})") from None
         if not any(t in ds for t in ("PixelData", "FloatPixelData", "DoubleFloatPixelData")):
             raise MedsrError(f"{s.path}: has no PixelData (not an image object); pass an image series")
         try:
@@ -333,7 +369,8 @@ def _pixels(series: list[_Slice], rows: int, cols: int) -> tuple[np.ndarray, str
             ts = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
             name = ts.name if ts is not None else "unknown transfer syntax"
             no_decoder = any(w in str(err).lower() for w in ("plugin", "dependencies", "decoder"))
-            if not (ts is not None and ts.is_compressed and no_decoder):
+            compressed = ts is not None and ts.is_transfer_syntax and ts.is_compressed
+            if not (compressed and no_decoder):
                 raise MedsrError(
                     f"{s.path}: its {name} pixel data cannot be read ({err}); the file is truncated or "
                     "damaged (or its Rows/Columns/BitsAllocated are wrong): copy it again"

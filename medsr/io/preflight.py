@@ -30,8 +30,19 @@ _HEADER_PROBE = 1 << 16  # bytes of a text header (MetaImage, NRRD) scanned for 
 _BLOCK = 1 << 22
 
 
-def check_nifti_data(path: Path, shape: tuple[int, ...], dtype: np.dtype, offset: int) -> None:
-    """Refuse a NIfTI file whose voxel data does not match its header (``shape`` x ``dtype`` at ``offset``)."""
+def check_nifti_data(
+    path: Path, shape: tuple[int, ...], dtype: np.dtype, offset: int, header_bytes: int = 0
+) -> None:
+    """Refuse a NIfTI file whose voxel data does not match its header (``shape`` x ``dtype`` at ``offset``).
+
+    ``header_bytes`` (348 for NIfTI-1, 540 for NIfTI-2): a single-file NIfTI's data cannot start inside it.
+    """
+    single = path.name.lower().endswith((".nii", ".nii.gz"))
+    if single and offset < header_bytes:
+        raise MedsrError(
+            f"{path}: the header's vox_offset {offset} points inside the {header_bytes}-byte header, so the "
+            "voxel data would be read from the header itself; the header is damaged"
+        )
     itemsize = np.dtype(dtype).itemsize
     nbytes = int(np.prod(shape, dtype=np.float64)) * itemsize
     what = f"{tuple(int(s) for s in shape)} {np.dtype(dtype).name}"

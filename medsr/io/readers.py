@@ -6,8 +6,11 @@ indices to RAS+ world mm (see medsr.io.volume for the meta keys).
 
 from __future__ import annotations
 
+import contextlib
+import os
+import tempfile
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -115,6 +118,29 @@ def _pick_volume(data: np.ndarray, path: Path, volume_index: int | None) -> np.n
     return data
 
 
+@contextlib.contextmanager
+def native_stderr_captured() -> Iterator[list[str]]:
+    """Divert file descriptor 2 (where C++ libraries print) to a temporary file for the duration.
+
+    Yields a list that holds the diverted lines once the block ends (for an error message).
+    """
+    lines: list[str] = []
+    try:
+        saved = os.dup(2)
+    except OSError:  # no stderr descriptor at all
+        yield lines
+        return
+    with tempfile.TemporaryFile() as sink:
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield lines
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            sink.seek(0)
+            lines.extend(line.strip() for line in sink.read(1 << 16).decode(errors="replace").splitlines())
+
+
 def _check_size(path: Path, shape: Sequence[int]) -> None:
     if any(int(s) == 0 for s in shape):
         raise MedsrError(
@@ -137,6 +163,7 @@ def _read_nifti(path: Path, volume_index: int | None) -> MetaTensor:
     except Exception as err:  # nibabel raises many types for corrupt files
         raise MedsrError(f"{path}: not a readable NIfTI file ({err}); check the file is complete") from None
     _check_size(path, img.shape)
+    hdr = img.header
     stored = np.dtype(img.get_data_dtype())
     if stored.kind == "c":
         raise MedsrError(
@@ -149,14 +176,13 @@ def _read_nifti(path: Path, volume_index: int | None) -> MetaTensor:
         )
     offset = getattr(img.dataobj, "offset", None)
     if offset is not None:
-        check_nifti_data(path, img.shape, stored, int(offset))
+        check_nifti_data(path, img.shape, stored, int(offset), int(getattr(hdr, "sizeof_hdr", 0)))
     affine = _nifti_affine(img, path)
     try:
         data = np.asarray(img.dataobj, dtype=np.float32)
     except Exception as err:
         raise MedsrError(f"{path}: voxel data cannot be read ({err}); the file may be truncated") from None
     data = _pick_volume(data, path, volume_index)
-    hdr = img.header
     codes = (int(hdr["sform_code"]), int(hdr["qform_code"]))
     return make_volume(
         data,
@@ -172,19 +198,20 @@ def _read_itk(path: Path, fmt: str, volume_index: int | None) -> MetaTensor:
     import SimpleITK as sitk
 
     try:
-        reader = sitk.ImageFileReader()
-        reader.SetFileName(str(path))
-        reader.ReadImageInformation()
-        _check_size(path, reader.GetSize())
-        if reader.GetPixelID() in (sitk.sitkComplexFloat32, sitk.sitkComplexFloat64):
-            raise MedsrError(f"{path} holds complex voxels; medsr upscales real-valued images")
-        probe = sitk.Image([1, 1], reader.GetPixelID(), reader.GetNumberOfComponents())
-        pixel_bytes = probe.GetSizeOfPixelComponent() * probe.GetNumberOfComponentsPerPixel()
-        check_itk_data(path, fmt, reader.GetSize(), pixel_bytes)
-        image = reader.Execute()
+        with native_stderr_captured() as printed:  # ITK's MetaIO prints on fd 2: keep the CLI to one line
+            reader = sitk.ImageFileReader()
+            reader.SetFileName(str(path))
+            reader.ReadImageInformation()
+            _check_size(path, reader.GetSize())
+            if reader.GetPixelID() in (sitk.sitkComplexFloat32, sitk.sitkComplexFloat64):
+                raise MedsrError(f"{path} holds complex voxels; medsr upscales real-valued images")
+            probe = sitk.Image([1, 1], reader.GetPixelID(), reader.GetNumberOfComponents())
+            pixel_bytes = probe.GetSizeOfPixelComponent() * probe.GetNumberOfComponentsPerPixel()
+            check_itk_data(path, fmt, reader.GetSize(), pixel_bytes)
+            image = reader.Execute()
     except RuntimeError as err:
-        first = str(err).strip().splitlines()[-1] if str(err).strip() else "unknown error"
-        raise MedsrError(f"{path}: not a readable {fmt.upper()} file ({first})") from None
+        said = [line for line in printed if line] or str(err).strip().splitlines()[-1:] or ["unknown error"]
+        raise MedsrError(f"{path}: not a readable {fmt.upper()} file ({said[0]})") from None
     dim = image.GetDimension()
     if dim < 3:
         raise MedsrError(f"{path} is {dim}-D {image.GetSize()}; medsr upscales 3-D volumes")

@@ -15,7 +15,7 @@ from monai.data import MetaTensor
 
 from medsr.errors import MedsrError
 from medsr.io.atomic import atomic_output, check_output
-from medsr.io.readers import ITK_SUFFIXES, LPS_TO_RAS, NIFTI_SUFFIXES
+from medsr.io.readers import ITK_SUFFIXES, LPS_TO_RAS, NIFTI_SUFFIXES, native_stderr_captured
 from medsr.io.volume import affine_of
 
 DTYPES = ("float32", "input")
@@ -74,7 +74,8 @@ def save_volume(
             _write_nifti(data, affine_of(volume), volume, tmp)
         else:
             try:
-                _write_itk(data, affine_of(volume), tmp)
+                with native_stderr_captured():
+                    _write_itk(data, affine_of(volume), tmp)
             except RuntimeError as err:  # ITK reports I/O failures (disk full...) as RuntimeError
                 reason = str(err).strip().splitlines()[-1] if str(err).strip() else "unknown error"
                 raise MedsrError(
