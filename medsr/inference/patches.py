@@ -1,0 +1,181 @@
+"""Training pairs for self-supervised super-resolution, made from a scan's own in-plane slices.
+
+The in-plane axes of a thick-slice scan are high resolution. Degrading an in-plane slice along one
+of them with the through-plane slice profile (FWHM = slice thickness, slab spacing = slice spacing,
+see :func:`medsr.transforms.functional.slab_weights`) gives an (LR, HR) pair that looks like the
+through-plane problem: LR row ``k`` is centred on HR row ``R * k + (R - 1) / 2``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from medsr.transforms.functional import apply_slab_weights, slab_weights
+
+#: Candidate patch positions kept per stack (positions are strided beyond this).
+MAX_CANDIDATES = 2_000_000
+
+
+@dataclass
+class PairStack:
+    """In-plane slices degraded along their first axis.
+
+    Attributes:
+        hr: (S, L, W) high-resolution images (float32, normalised intensities), shared between stacks.
+        lr: (S, m, W) the images after the slice profile and slab sampling along axis 1; LR row ``k``
+            covers HR rows ``offset + R * k`` to ``offset + R * (k + 1) - 1`` (slab 0 starts at ``offset``).
+        factor: integer ratio R of HR to LR rows.
+        offset: first HR row of slab 0 (0 <= offset < R: the slab grid's phase).
+    """
+
+    hr: torch.Tensor
+    lr: torch.Tensor
+    factor: int
+    offset: int = 0
+
+
+def resample_rows(images: torch.Tensor, n_out: int, chunk: int = 16) -> torch.Tensor:
+    """Resample (S, L, W) to (S, n_out, W) along L (cubic, antialiased when shrinking; same extent)."""
+    out = torch.empty(images.shape[0], n_out, images.shape[2], dtype=torch.float32)
+    for s0 in range(0, images.shape[0], chunk):
+        block = images[s0 : s0 + chunk, None].float()
+        size = (n_out, images.shape[2])
+        out[s0 : s0 + chunk] = F.interpolate(
+            block, size=size, mode="bicubic", align_corners=False, antialias=True
+        )[:, 0]
+    return out
+
+
+def make_stacks(
+    images: torch.Tensor,
+    row_spacing: float,
+    factor: int,
+    thickness: float,
+    slice_spacing: float,
+    phases: bool = True,
+) -> list[PairStack]:
+    """Degrade (S, L, W) images along L into (LR, HR) stacks, one per slab-grid phase.
+
+    Args:
+        images: in-plane slices, L is the axis to degrade, ``row_spacing`` mm apart.
+        factor: integer R; the HR rows are resampled to ``slice_spacing / R`` mm when they differ.
+        thickness: slice profile FWHM, mm (Gaussian).
+        slice_spacing: centre-to-centre distance of LR rows, mm.
+        phases: one stack for each slab-grid offset 0..R-1 (each anatomy seen at every phase), else
+            offset 0 only. The HR images are shared; LR stacks take about one HR volume in all.
+    """
+    hr_spacing = slice_spacing / factor
+    n_rows = images.shape[1]
+    if abs(row_spacing - hr_spacing) > 0.01 * hr_spacing:
+        n_rows = max(int(round(n_rows * row_spacing / hr_spacing)), factor)
+        images = resample_rows(images, n_rows)
+    hr = images.float().contiguous()  # contiguous: fast patch gathers
+    stacks = []
+    for offset in range(factor if phases else 1):
+        if n_rows - offset < factor:
+            break
+        weights = slab_weights(n_rows - offset, hr_spacing, thickness, slice_spacing, "gaussian")
+        lr = apply_slab_weights(hr[:, offset:], weights, axis=1).contiguous()
+        stacks.append(PairStack(hr=hr, lr=lr, factor=factor, offset=offset))
+    return stacks
+
+
+class PatchSampler:
+    """Draws random (LR, HR) patch pairs, weighted towards edges, with random flips.
+
+    Args:
+        stacks: one stack per in-plane axis used for degradation.
+        patch: LR patch size (rows along L, columns along W); clipped to the images.
+        edge_mix: fraction of the sampling mass spread uniformly; the rest is proportional to the
+            HR gradient magnitude inside the patch (1.0 = uniform sampling).
+        flips: flip each pair along L and W at random.
+        generator: the only source of randomness.
+    """
+
+    def __init__(
+        self,
+        stacks: list[PairStack],
+        patch: tuple[int, int],
+        edge_mix: float,
+        flips: bool,
+        generator: torch.Generator,
+    ) -> None:
+        self.stacks, self.flips, self.gen = stacks, flips, generator
+        rows = min([patch[0]] + [s.lr.shape[1] for s in stacks])
+        cols = min([patch[1]] + [s.lr.shape[2] for s in stacks])
+        self.patch = (rows, cols)  # common to all stacks so that batches stack
+        self.tables = [self._table(s, self.patch, edge_mix) for s in stacks]
+
+    @staticmethod
+    def _table(
+        stack: PairStack, patch: tuple[int, int], edge_mix: float
+    ) -> tuple[torch.Tensor, tuple, tuple]:
+        """Cumulative sampling mass over strided candidate positions (s, l0, w0)."""
+        n, m, w = stack.lr.shape
+        pl, pw = patch
+        n_l, n_w = m - pl + 1, w - pw + 1
+        stride = max(1, int(np.ceil(np.sqrt(n * n_l * n_w / MAX_CANDIDATES))))
+        grid = (n, len(range(0, n_l, stride)), len(range(0, n_w, stride)))
+        if edge_mix >= 1.0:
+            mass = torch.ones(grid, dtype=torch.float64)
+        else:
+            mass = torch.empty(grid, dtype=torch.float64)
+            r, o = stack.factor, stack.offset
+            for s0 in range(0, n, 16):
+                hr = stack.hr[s0 : s0 + 16, o : o + m * r]
+                grad = F.pad((hr[:, 1:] - hr[:, :-1]).abs(), (0, 0, 0, 1)) + F.pad(
+                    (hr[:, :, 1:] - hr[:, :, :-1]).abs(), (0, 1)
+                )
+                # Mean gradient per LR row, then box sums over patches via an integral image.
+                g = grad.reshape(grad.shape[0], m, r, w).mean(2).double()
+                integral = F.pad(g.cumsum(1).cumsum(2), (1, 0, 1, 0))
+                box = (
+                    integral[:, pl:, pw:]
+                    - integral[:, :-pl, pw:]
+                    - integral[:, pl:, :-pw]
+                    + integral[:, :-pl, :-pw]
+                )
+                mass[s0 : s0 + 16] = box[:, ::stride, ::stride]
+            mean = float(mass.mean())
+            mass = (1.0 - edge_mix) * mass / mean + edge_mix if mean > 0 else torch.ones_like(mass)
+        return mass.flatten().cumsum(0), grid, (stride, stride)
+
+    def sample(self, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """A batch of pairs: LR (B, 1, pl, pw) and HR (B, 1, pl * R, pw), all stacks mixed evenly."""
+        which = torch.randint(len(self.stacks), (batch,), generator=self.gen)
+        lrs, hrs = [], []
+        for k in range(len(self.stacks)):
+            count = int((which == k).sum())
+            if count:
+                lr, hr = self._draw(k, count)
+                lrs.append(lr)
+                hrs.append(hr)
+        lr, hr = torch.cat(lrs), torch.cat(hrs)
+        if self.flips:
+            flip = (torch.rand(2, lr.shape[0], generator=self.gen) < 0.5)[:, :, None, None, None]
+            for dim, mask in ((2, flip[0]), (3, flip[1])):
+                lr = torch.where(mask, lr.flip(dim), lr)
+                hr = torch.where(mask, hr.flip(dim), hr)
+        return lr, hr
+
+    def _draw(self, k: int, count: int) -> tuple[torch.Tensor, torch.Tensor]:
+        stack, (pl, pw), (cdf, grid, stride) = self.stacks[k], self.patch, self.tables[k]
+        u = torch.rand(count, generator=self.gen, dtype=torch.float64) * cdf[-1]
+        idx = torch.searchsorted(cdf, u).clamp_max(cdf.numel() - 1)
+        s, rest = idx // (grid[1] * grid[2]), idx % (grid[1] * grid[2])
+        l0, w0 = (rest // grid[2]) * stride[0], (rest % grid[2]) * stride[1]
+        r, o = stack.factor, stack.offset
+        lr = torch.stack(
+            [stack.lr[a, b : b + pl, c : c + pw] for a, b, c in zip(s.tolist(), l0.tolist(), w0.tolist())]
+        )
+        hr = torch.stack(
+            [
+                stack.hr[a, o + b * r : o + (b + pl) * r, c : c + pw]
+                for a, b, c in zip(s.tolist(), l0.tolist(), w0.tolist())
+            ]
+        )
+        return lr[:, None].contiguous(), hr[:, None].contiguous()

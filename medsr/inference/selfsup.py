@@ -1,0 +1,311 @@
+"""Self-supervised through-plane super-resolution: learn from the scan itself (SMORE / ECLARE family).
+
+No training set and no pretrained weights. The in-plane axes of a thick-slice scan are high
+resolution, so degrading in-plane slices along an in-plane axis with the through-plane slice
+profile (Gaussian, FWHM = slice thickness, slab spacing = slice spacing) yields (LR, HR) pairs
+(:mod:`medsr.inference.patches`). A small 2-D network (:class:`medsr.models.SliceSR2d`) learns the
+inverse, then runs along the slice axis in the two orthogonal planes that contain it, and the two
+results are averaged (:mod:`medsr.inference.apply`).
+
+A non-integer factor ``s`` trains for the integer ``R = ceil(s)`` (in-plane slices resampled to
+``slice_spacing / R``) and resamples the network's output onto the convention grid of
+:func:`medsr.geometry.upscaled_grid`. Intensities are normalised with robust percentiles inside and
+returned in the input's units, unclipped.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from monai.data import MetaTensor
+
+from medsr import geometry
+from medsr.errors import MedsrError
+from medsr.inference.apply import count_planes, upscale_volume
+from medsr.inference.patches import PatchSampler, make_stacks
+from medsr.inference.selfsup_progress import progress_bars
+from medsr.inference.selfsup_store import load_selfsup_model, save_selfsup_model
+from medsr.io.volume import affine_of, spatial_shape, with_grid
+from medsr.models import MODELS
+
+ARCHITECTURE = "slice_sr2d"
+
+
+@dataclass(frozen=True)
+class SelfSupConfig:
+    """Everything that shapes a self-supervised run (defaults chosen by benchmarks/selfsup_quality.py)."""
+
+    features: int = 64
+    blocks: int = 4
+    expand: int = 1
+    kernel: tuple[int, int] = (3, 3)
+    grid: str = "lr"  # "lr": compute on the LR grid + sub-pixel step; "hr": refine a cubic upsampling
+    base: str = "cubic"  # residual on "cubic", "linear" or "none"
+    patch: tuple[int, int] = (16, 64)  # LR rows x columns of a training patch
+    batch: int = 32
+    steps: int = 1500  # default when neither steps nor budget_s is given
+    lr: float = 1e-3
+    edge_mix: float = 0.5  # share of uniform patch sampling (1.0 = uniform, 0.0 = edges only)
+    both_axes: bool = True  # degrade along both in-plane axes (else the first only)
+    phases: bool = False  # train on every slab-grid phase (R LR stacks per axis), else phase 0 only
+    flips: bool = True  # random flips of training pairs
+    planes: str = "both"  # fuse both plane sets ("both") or use one ("a", "b")
+    tta_flips: bool = False  # average four flipped passes at inference
+    amp: bool = True  # bfloat16 autocast on CUDA
+    percentiles: tuple[float, float] = (0.5, 99.5)
+    batch_bytes: int = 256 * 2**20  # activation memory per inference batch
+
+    def model_kwargs(self, factor: int) -> dict[str, Any]:
+        return {
+            "factor": factor,
+            "features": self.features,
+            "blocks": self.blocks,
+            "kernel": tuple(self.kernel),
+            "grid": self.grid,
+            "base": self.base,
+            "expand": self.expand,
+        }
+
+
+def resolve_device(device: str) -> torch.device:
+    """``auto`` -> CUDA when available, else CPU; raises MedsrError for unusable names."""
+    name = (device or "auto").strip().lower()
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        dev = torch.device(name)
+    except RuntimeError as exc:
+        raise MedsrError(f"device {device!r} is not a torch device; use auto, cpu or cuda") from exc
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise MedsrError(f"device {device!r} asked for CUDA but torch sees no GPU; use --device cpu")
+    return dev
+
+
+def robust_range(data: torch.Tensor, percentiles: tuple[float, float]) -> tuple[float, float]:
+    """Low and high intensity percentiles (finite voxels, at most ~4M sampled), high > low."""
+    flat = data.reshape(-1)
+    step = max(1, flat.numel() // 4_000_000)
+    sample = flat[::step].double().numpy()
+    sample = sample[np.isfinite(sample)]
+    if sample.size == 0:
+        raise MedsrError("the volume has no finite voxel values (all NaN or inf); nothing to upscale")
+    lo, hi = np.percentile(sample, percentiles)
+    if hi <= lo:
+        lo, hi = float(sample.min()), float(sample.max())
+    if hi <= lo:
+        hi = lo + 1.0
+    return float(lo), float(hi)
+
+
+def train_network(
+    net: torch.nn.Module,
+    sampler: PatchSampler,
+    *,
+    steps: int | None,
+    budget_s: float | None,
+    config: SelfSupConfig,
+    device: torch.device,
+    advance=None,
+) -> int:
+    """Adam + L1 with cosine decay over steps or time (whichever ends first); returns steps done."""
+    net.train()
+    opt = torch.optim.Adam(net.parameters(), lr=config.lr)
+    start, done = time.perf_counter(), 0
+    channels_last = device.type == "cpu"
+    while True:
+        frac = done / steps if steps else 0.0
+        if budget_s:
+            frac = max(frac, (time.perf_counter() - start) / budget_s)
+        if frac >= 1.0:
+            return done
+        for group in opt.param_groups:
+            group["lr"] = config.lr * (0.02 + 0.98 * 0.5 * (1.0 + math.cos(math.pi * frac)))
+        lr_patch, hr_patch = sampler.sample(config.batch)
+        lr_patch, hr_patch = lr_patch.to(device), hr_patch.to(device)
+        if channels_last:
+            lr_patch = lr_patch.contiguous(memory_format=torch.channels_last)
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=config.amp and device.type == "cuda"):
+            pred = net(lr_patch)
+        loss = torch.nn.functional.l1_loss(pred.float(), hr_patch)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        done += 1
+        if advance is not None:
+            advance(done, steps, frac, float(loss))
+
+
+def selfsup_upscale(
+    volume: MetaTensor,
+    *,
+    axis: int,
+    factor: float,
+    thickness: float | None = None,
+    budget_s: float | None = None,
+    steps: int | None = None,
+    device: str = "auto",
+    seed: int = 0,
+    progress: bool = True,
+    save_model: Path | None = None,
+    model: Path | None = None,
+    config: SelfSupConfig | None = None,
+) -> tuple[MetaTensor, dict]:
+    """Upscale ``volume`` (1, X, Y, Z) by ``factor`` along ``axis`` with a network trained on the scan.
+
+    Args:
+        thickness: slice profile FWHM in mm; None = the slice spacing along ``axis``.
+        budget_s / steps: training length; either, both (the first reached ends training), or neither
+            (``config.steps``). Steps alone are deterministic for a given ``seed`` on the CPU.
+        device: ``auto``, ``cpu`` or ``cuda``.
+        save_model / model: write / reuse the network (``.safetensors`` + ``.json``); with ``model``
+            nothing is trained.
+
+    Returns:
+        (upscaled MetaTensor on the :func:`medsr.geometry.upscaled_grid` grid, facts for the sidecar).
+    """
+    cfg = config or SelfSupConfig()
+    if volume.ndim != 4 or volume.shape[0] != 1:
+        raise MedsrError(
+            f"self-supervised upscaling takes one 3-D volume (1, X, Y, Z), got shape {tuple(volume.shape)}; "
+            "pass one volume with --volume-index"
+        )
+    if axis not in (0, 1, 2):
+        raise MedsrError(f"axis {axis} is not an array axis of a 3-D volume: use 0, 1 or 2")
+    affine, shape = affine_of(volume), spatial_shape(volume)
+    shape_out, affine_out = geometry.upscaled_grid(shape, affine, axis, factor)
+    if factor <= 1.0:
+        raise MedsrError(f"factor {factor:g} does not upscale; self-supervised SR needs a factor above 1")
+    sizes = geometry.voxel_sizes(affine)
+    spacing = float(sizes[axis])
+    thickness = spacing if thickness is None else float(thickness)
+    if not (np.isfinite(thickness) and thickness > 0):
+        raise MedsrError(f"slice thickness {thickness} mm must be positive")
+    if steps is not None and steps < 1:
+        raise MedsrError(f"steps {steps} must be a positive number of training steps")
+    if budget_s is not None and not budget_s > 0:
+        raise MedsrError(f"training budget {budget_s} s must be positive")
+    r = int(math.ceil(factor - 1e-6))
+    dev = resolve_device(device)
+
+    data = volume.detach().as_subclass(torch.Tensor)[0].to("cpu", torch.float32)
+    lo, hi = robust_range(data, cfg.percentiles)
+    norm = torch.nan_to_num((data - lo) / (hi - lo), nan=0.0, posinf=0.0, neginf=0.0)
+    facts: dict[str, Any] = {
+        "method": "selfsup",
+        "architecture": ARCHITECTURE,
+        "factor": float(factor),
+        "effective_factor": shape_out[axis] / shape[axis],
+        "network_factor": r,
+        "thickness_mm": thickness,
+        "slice_spacing_mm": spacing,
+        "profile": "gaussian",
+        "training_hr_spacing_mm": spacing / r,
+        "intensity_range": [lo, hi],
+        "device": str(dev),
+        "seed": int(seed),
+    }
+
+    n_planes = count_planes(shape, axis, cfg.planes)
+    with progress_bars(progress) as bars:
+        t0 = time.perf_counter()
+        if model is not None:
+            net, doc = load_selfsup_model(Path(model))
+            _check_model(doc, r, thickness, spacing, model)
+            facts.update(model_loaded=str(model), steps=0, architecture_kwargs=doc["kwargs"])
+        else:
+            kwargs = cfg.model_kwargs(r)
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(seed)
+                net = MODELS[ARCHITECTURE](**kwargs)
+            gen = torch.Generator().manual_seed(seed)
+            stacks = _training_stacks(norm, axis, sizes, r, thickness, spacing, cfg.both_axes, cfg.phases)
+            sampler = PatchSampler(stacks, cfg.patch, cfg.edge_mix, cfg.flips, gen)
+            del stacks
+            net.to(dev)
+            if dev.type == "cpu":
+                net.to(memory_format=torch.channels_last)
+            planned = steps if steps is not None else (None if budget_s is not None else cfg.steps)
+            done = train_network(
+                net,
+                sampler,
+                steps=planned,
+                budget_s=budget_s,
+                config=cfg,
+                device=dev,
+                advance=bars.training(planned, budget_s),
+            )
+            del sampler
+            facts.update(steps=done, steps_planned=planned, budget_s=budget_s, architecture_kwargs=kwargs)
+        facts["training_s"] = round(time.perf_counter() - t0, 2)
+
+        net.to(dev)
+        if dev.type == "cpu":
+            net.to(memory_format=torch.channels_last)
+        t1 = time.perf_counter()
+        out = torch.empty(shape_out, dtype=torch.float32)
+        upscale_volume(
+            net,
+            norm,
+            axis,
+            shape_out[axis],
+            out,
+            planes=cfg.planes,
+            device=dev,
+            amp=cfg.amp,
+            flips=cfg.tta_flips,
+            batch_bytes=cfg.batch_bytes,
+            progress=bars.inference(n_planes),
+        )
+        del norm
+        out.mul_(hi - lo).add_(lo)
+        facts["inference_s"] = round(time.perf_counter() - t1, 2)
+    facts["planes"] = cfg.planes
+    if save_model is not None:
+        stored = {
+            k: facts[k] for k in ("factor", "network_factor", "thickness_mm", "slice_spacing_mm", "profile")
+        }
+        stored.update(seed=int(seed), steps=facts["steps"])
+        facts["model_saved"] = str(
+            save_selfsup_model(Path(save_model), net, ARCHITECTURE, facts["architecture_kwargs"], stored)
+        )
+    return with_grid(volume, out[None], affine_out), facts
+
+
+def _training_stacks(norm, axis, sizes, r, thickness, spacing, both_axes, phases=False):
+    """(LR, HR) stacks from in-plane slices, degraded along the first (and second) in-plane axis."""
+    slices = torch.movedim(norm, axis, 0)  # (n, A, B)
+    in_plane = [a for a in range(3) if a != axis]
+    stacks = make_stacks(slices, float(sizes[in_plane[0]]), r, thickness, spacing, phases)
+    if both_axes:
+        stacks += make_stacks(
+            slices.transpose(1, 2), float(sizes[in_plane[1]]), r, thickness, spacing, phases
+        )
+    return stacks
+
+
+def _check_model(doc: dict, r: int, thickness: float, spacing: float, path: Path) -> None:
+    """Refuse a stored model trained for another network factor or a clearly different slice profile."""
+    if int(doc.get("network_factor", -1)) != r:
+        raise MedsrError(
+            f"{path} was trained for factor {doc.get('factor')} (network x{doc.get('network_factor')}); this run "
+            f"needs x{r}: pass the same --factor or train a new model (omit --model)"
+        )
+    for key, value in (("thickness_mm", thickness), ("slice_spacing_mm", spacing)):
+        stored = float(doc.get(key, value))
+        if abs(stored - value) > 0.1 * value:
+            raise MedsrError(
+                f"{path} was trained for {key.replace('_mm', '').replace('_', ' ')} {stored:g} mm; this scan has "
+                f"{value:g} mm: pass --thickness {stored:g} if that is right, or train a new model (omit --model)"
+            )
+
+
+def config_with(**changes: Any) -> SelfSupConfig:
+    """The default config with some fields changed (for ablations)."""
+    return dataclasses.replace(SelfSupConfig(), **changes)

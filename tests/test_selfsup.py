@@ -1,0 +1,191 @@
+"""Self-supervised upscaling: geometry, determinism, learning, model round trip, units, memory tiling."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from nibabel.affines import apply_affine
+
+from medsr import geometry
+from medsr.errors import MedsrError
+from medsr.evaluation.baselines import interpolate_upscale
+from medsr.inference.apply import upscale_volume
+from medsr.inference.patches import PatchSampler, make_stacks
+from medsr.inference.selfsup import config_with, selfsup_upscale
+from medsr.io.volume import affine_of, make_volume
+from medsr.models import MODELS, SliceSR2d
+from medsr.transforms.array import simulate_thick_slices
+from medsr.transforms.functional import apply_slab_weights, slab_weights
+from tests.conftest import DEVICES, blob_volume, make_affine
+
+#: A small network so that each test trains in seconds (same class and code path as the default).
+TINY = config_with(features=16, blocks=2, batch=8, patch=(8, 24))
+
+
+def small_volume(shape=(22, 18, 7), spacing=(0.9, 1.1, 3.0), flips=(-1, 1, 1), seed=3):
+    affine = make_affine(spacing, rng=np.random.default_rng(seed), flips=flips)
+    return make_volume(blob_volume(shape, np.random.default_rng(seed)), affine)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("axis,factor", [(2, 3.0), (0, 2.5)])
+def test_output_grid_follows_the_convention_in_world_coordinates(
+    axis: int, factor: float, device: str
+) -> None:
+    vol = small_volume(spacing=(3.0, 1.1, 3.0) if axis == 0 else (0.9, 1.1, 3.0))
+    out, facts = selfsup_upscale(
+        vol, axis=axis, factor=factor, steps=3, progress=False, device=device, config=TINY
+    )
+    n_in = vol.shape[1 + axis]
+    n_out = int(round(n_in * factor))
+    expected_shape = list(vol.shape[1:])
+    expected_shape[axis] = n_out
+    assert tuple(out.shape) == (1, *expected_shape)
+    a_in, a_out = affine_of(vol), affine_of(out)
+    idx = np.zeros((n_out, 3))
+    idx[:, axis] = np.arange(n_out)
+    idx[:, (axis + 1) % 3] = 5
+    src = idx.copy()
+    src[:, axis] = (np.arange(n_out) + 0.5) * n_in / n_out - 0.5
+    np.testing.assert_allclose(apply_affine(a_out, idx), apply_affine(a_in, src), atol=1e-9)
+    np.testing.assert_allclose(  # same physical extent
+        np.sort(geometry.extent_corners(out.shape, a_out), 0),
+        np.sort(geometry.extent_corners(vol.shape, a_in), 0),
+    )
+    assert facts["effective_factor"] == pytest.approx(n_out / n_in)
+    assert facts["network_factor"] == int(np.ceil(factor))
+    assert out.dtype == torch.float32 and np.isfinite(out.numpy()).all()
+
+
+def test_non_integer_factor_shape_matches_upscaled_grid() -> None:
+    vol = small_volume(shape=(20, 16, 9))
+    out, facts = selfsup_upscale(vol, axis=2, factor=7.14, steps=2, progress=False, config=TINY)
+    shape, affine = geometry.upscaled_grid((20, 16, 9), affine_of(vol), 2, 7.14)
+    assert tuple(out.shape[1:]) == shape == (20, 16, round(9 * 7.14))
+    np.testing.assert_allclose(affine_of(out), affine)
+    assert facts["network_factor"] == 8
+
+
+def test_same_seed_same_result_other_seed_differs() -> None:
+    vol = small_volume()
+    a, _ = selfsup_upscale(vol, axis=2, factor=3, steps=15, seed=5, progress=False, config=TINY)
+    b, _ = selfsup_upscale(vol, axis=2, factor=3, steps=15, seed=5, progress=False, config=TINY)
+    c, _ = selfsup_upscale(vol, axis=2, factor=3, steps=15, seed=6, progress=False, config=TINY)
+    assert torch.equal(a.as_tensor(), b.as_tensor())
+    assert not torch.equal(a.as_tensor(), c.as_tensor())
+
+
+def _sharp_phantom() -> np.ndarray:
+    """Boxes and slabs with sharp edges at many positions and orientations (1 mm isotropic)."""
+    rng = np.random.default_rng(11)
+    x, y, z = np.meshgrid(*[np.arange(40)] * 3, indexing="ij")
+    vol = np.zeros((40, 40, 40), np.float32)
+    for _ in range(14):
+        c, r = rng.uniform(6, 34, 3), rng.uniform(2, 9, 3)
+        normal = rng.normal(size=3)
+        plane = (x - c[0]) * normal[0] + (y - c[1]) * normal[1] + (z - c[2]) * normal[2] > 0
+        box = (abs(x - c[0]) < r[0]) & (abs(y - c[1]) < r[1]) & (abs(z - c[2]) < r[2])
+        vol[box & plane] += rng.uniform(40, 100)
+    return vol
+
+
+def test_learned_model_beats_cubic_on_sharp_edges() -> None:
+    hr = make_volume(_sharp_phantom(), make_affine((1.0, 1.0, 1.0), rng=np.random.default_rng(2)))
+    lr = simulate_thick_slices(hr, 4.0, 4.0, axis=2)
+    out, _ = selfsup_upscale(
+        lr, axis=2, factor=4, steps=300, progress=False, config=config_with(features=24, blocks=2)
+    )
+    cubic = interpolate_upscale(lr, 2, 4, "bspline")
+    truth = hr.numpy()[0]
+
+    def mse(v):
+        return float(np.mean((v.numpy()[0] - truth) ** 2))
+
+    assert mse(out) < 0.8 * mse(cubic), (mse(out), mse(cubic))
+
+
+def test_save_and_reuse_model_round_trip(tmp_path) -> None:
+    vol = small_volume()
+    path = tmp_path / "net.safetensors"
+    a, facts = selfsup_upscale(vol, axis=2, factor=3, steps=10, progress=False, save_model=path, config=TINY)
+    assert path.is_file() and path.with_suffix(".json").is_file()
+    assert facts["model_saved"] == str(path)
+    b, facts_b = selfsup_upscale(vol, axis=2, factor=3, model=path, progress=False)
+    assert facts_b["steps"] == 0 and facts_b["model_loaded"] == str(path)
+    torch.testing.assert_close(a.as_tensor(), b.as_tensor(), rtol=0, atol=1e-5)
+    with pytest.raises(MedsrError, match="factor"):
+        selfsup_upscale(vol, axis=2, factor=2, model=path, progress=False)
+    with pytest.raises(MedsrError, match="thickness"):
+        selfsup_upscale(vol, axis=2, factor=3, thickness=6.0, model=path, progress=False)
+
+
+def test_hounsfield_units_come_back_unclipped() -> None:
+    data = np.full((24, 24, 8), -1000.0, np.float32)
+    data[4:20, 4:20, 1:7] = 40.0
+    data[8:16, 8:16, 2:6] = 3000.0
+    vol = make_volume(data, make_affine((0.7, 0.7, 5.0), rng=np.random.default_rng(4)))
+    out, facts = selfsup_upscale(vol, axis=2, factor=5, steps=20, progress=False, config=TINY)
+    values = out.numpy()
+    assert values.min() < -950 and values.max() > 2800
+    assert facts["intensity_range"][0] == pytest.approx(-1000.0)
+    assert np.abs(values[0, 0, 0, :] + 1000).max() < 100  # air stays air (short training: a few HU off)
+
+
+def test_training_pairs_follow_the_slice_physics() -> None:
+    rng = np.random.default_rng(0)
+    images = torch.from_numpy(rng.uniform(0, 1, (3, 40, 30)).astype(np.float32))
+    stacks = make_stacks(images, 1.0, 4, 4.0, 4.0, phases=True)
+    assert [s.offset for s in stacks] == [0, 1, 2, 3]
+    weights = slab_weights(40, 1.0, 4.0, 4.0)
+    torch.testing.assert_close(stacks[0].lr, apply_slab_weights(images, weights, axis=1))
+    weights = slab_weights(38, 1.0, 4.0, 4.0)  # phase 2: slab 0 starts at HR row 2
+    torch.testing.assert_close(stacks[2].lr, apply_slab_weights(images[:, 2:], weights, axis=1))
+    sampler = PatchSampler(stacks, (6, 12), 0.5, True, torch.Generator().manual_seed(0))
+    lr, hr = sampler.sample(16)
+    assert lr.shape == (16, 1, 6, 12) and hr.shape == (16, 1, 24, 12)
+    # Each HR patch degraded with a boxcar of 4 rows must resemble its LR patch (same place, same flips).
+    box = hr[:, 0].reshape(16, 6, 4, 12).mean(2)
+    assert torch.corrcoef(torch.stack([box.flatten(), lr[:, 0].flatten()]))[0, 1] > 0.8
+
+
+def test_resampled_in_plane_rows_for_non_integer_factor() -> None:
+    images = torch.rand(2, 30, 10)
+    (stack,) = make_stacks(images, 1.0, 3, 2.5, 2.5, phases=False)  # HR rows resampled to 2.5/3 mm
+    assert stack.hr.shape[1] == 36 and stack.lr.shape[1] == 12
+
+
+def test_tiled_inference_equals_whole_planes() -> None:
+    torch.manual_seed(0)
+    net = SliceSR2d(3, features=8, blocks=2)
+    for p in net.parameters():
+        torch.nn.init.normal_(p, std=0.1)
+    vol = torch.rand(9, 30, 6)
+    whole = upscale_volume(net, vol, 2, 18, torch.empty(9, 30, 18), device=torch.device("cpu"))
+    tiled = upscale_volume(
+        net, vol, 2, 18, torch.empty(9, 30, 18), device=torch.device("cpu"), batch_bytes=4000
+    )
+    torch.testing.assert_close(tiled, whole, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("grid", ["lr", "hr"])
+def test_network_shapes_and_identity_start(grid: str) -> None:
+    net = MODELS["slice_sr2d"](4, features=8, blocks=1, grid=grid)
+    x = torch.rand(2, 1, 5, 7)
+    y = net(x)
+    assert y.shape == (2, 1, 20, 7)
+    expected = torch.nn.functional.interpolate(x, size=(20, 7), mode="bicubic", align_corners=False)
+    torch.testing.assert_close(y, expected)  # zero-initialised tail: starts as cubic interpolation
+
+
+def test_user_errors_are_medsr_errors() -> None:
+    vol = small_volume()
+    with pytest.raises(MedsrError, match="factor"):
+        selfsup_upscale(vol, axis=2, factor=0.5, steps=1, progress=False)
+    with pytest.raises(MedsrError, match="axis"):
+        selfsup_upscale(vol, axis=3, factor=2, steps=1, progress=False)
+    two = make_volume(np.zeros((2, 8, 8, 4), np.float32), np.eye(4))
+    with pytest.raises(MedsrError, match="one 3-D volume"):
+        selfsup_upscale(two, axis=2, factor=2, steps=1, progress=False)
+    with pytest.raises(MedsrError, match="device"):
+        selfsup_upscale(vol, axis=2, factor=2, steps=1, progress=False, device="tpu9")
