@@ -12,9 +12,11 @@ from medsr.errors import MedsrError
 from medsr.evaluation.baselines import interpolate_upscale
 from medsr.inference.apply import upscale_volume
 from medsr.inference.patches import PatchSampler, make_stacks
+from medsr.inference.predict import upscale
 from medsr.inference.selfsup import config_with, selfsup_upscale
 from medsr.io.volume import affine_of, make_volume
 from medsr.models import MODELS, SliceSR2d
+from medsr.training.checkpoint import read_meta
 from medsr.transforms.array import simulate_thick_slices
 from medsr.transforms.functional import apply_slab_weights, slab_weights
 from tests.conftest import DEVICES, blob_volume, make_affine
@@ -109,11 +111,16 @@ def test_save_and_reuse_model_round_trip(tmp_path) -> None:
     vol = small_volume()
     path = tmp_path / "net.safetensors"
     a, facts = selfsup_upscale(vol, axis=2, factor=3, steps=10, progress=False, save_model=path, config=TINY)
-    assert path.is_file() and path.with_suffix(".json").is_file()
+    assert path.is_file() and not path.with_suffix(".json").exists()  # one self-describing file
+    assert read_meta(path)["kind"] == "selfsup" and read_meta(path)["network_factor"] == 3
     assert facts["model_saved"] == str(path)
     b, facts_b = selfsup_upscale(vol, axis=2, factor=3, model=path, progress=False)
     assert facts_b["steps"] == 0 and facts_b["model_loaded"] == str(path)
     torch.testing.assert_close(a.as_tensor(), b.as_tensor(), rtol=0, atol=1e-5)
+    # medsr.upscale(model=...) recognises a per-scan network and reuses it without training.
+    c = upscale(vol, axis=2, factor=3, model=path, progress=False)
+    assert c.meta["medsr"]["method"] == "selfsup" and c.meta["medsr"]["steps"] == 0
+    torch.testing.assert_close(a.as_tensor(), c.as_tensor(), rtol=0, atol=1e-5)
     with pytest.raises(MedsrError, match="factor"):
         selfsup_upscale(vol, axis=2, factor=2, model=path, progress=False)
     with pytest.raises(MedsrError, match="thickness"):

@@ -14,7 +14,7 @@ def demo(
     outdir: Annotated[Path, typer.Option("-o", "--output", help="Folder for the demo outputs.")] = Path(
         "medsr_demo"
     ),
-    method: Annotated[str, typer.Option("--method", help="selfsup, bspline, linear or nearest.")] = "bspline",
+    method: Annotated[str, typer.Option("--method", help="selfsup, bspline, linear or nearest.")] = "selfsup",
     budget: Annotated[
         float | None, typer.Option("--budget", help="selfsup training budget, seconds.")
     ] = None,

@@ -9,7 +9,7 @@ import typer
 
 from medsr.cli.options import Axis, Dtype, Overwrite, Scan, Series, VolumeIndex
 
-DEFAULT_METHOD = "bspline"
+DEFAULT_METHOD = "selfsup"
 
 
 def infer(
@@ -29,7 +29,7 @@ def infer(
         str | None,
         typer.Option(
             "--method",
-            help="selfsup (learn from the scan), bspline, linear or nearest [default: model with --model, else bspline].",
+            help="selfsup (learn from the scan), bspline, linear or nearest [default: selfsup, or the --model checkpoint].",
             show_default=False,
         ),
     ] = None,

@@ -42,9 +42,12 @@ def infer_one(scan: Path, output: Path | None, opts: InferOptions) -> Path:
     from medsr.inference.predict import upscale
     from medsr.io.atomic import check_output
     from medsr.io.readers import load_volume
-    from medsr.io.writers import save_volume
+    from medsr.io.writers import DTYPES, output_format, save_volume
 
     output = output if output is not None else default_output(scan)
+    if opts.dtype not in DTYPES:  # checked before any work: training can take minutes
+        raise MedsrError(f"--dtype {opts.dtype!r} is not one of {', '.join(DTYPES)}")
+    output_format(output)
     check_output(output, overwrite=opts.overwrite, inputs=(scan,))
     sidecar = sidecar_path(output)
     if sidecar.exists() and not opts.overwrite and not _is_medsr_sidecar(sidecar):

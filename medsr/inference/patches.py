@@ -170,12 +170,15 @@ class PatchSampler:
         l0, w0 = (rest // grid[2]) * stride[0], (rest % grid[2]) * stride[1]
         r, o = stack.factor, stack.offset
         lr = torch.stack(
-            [stack.lr[a, b : b + pl, c : c + pw] for a, b, c in zip(s.tolist(), l0.tolist(), w0.tolist())]
+            [
+                stack.lr[a, b : b + pl, c : c + pw]
+                for a, b, c in zip(s.tolist(), l0.tolist(), w0.tolist(), strict=True)
+            ]
         )
         hr = torch.stack(
             [
                 stack.hr[a, o + b * r : o + (b + pl) * r, c : c + pw]
-                for a, b, c in zip(s.tolist(), l0.tolist(), w0.tolist())
+                for a, b, c in zip(s.tolist(), l0.tolist(), w0.tolist(), strict=True)
             ]
         )
         return lr[:, None].contiguous(), hr[:, None].contiguous()

@@ -81,8 +81,8 @@ def upscale(
         from medsr.io.readers import load_volume
 
         volume = load_volume(volume)
-    if model is not None and method == "selfsup":
-        method = "model"
+    if model is not None:
+        method = _checkpoint_method(Path(model), method)
     if method not in METHODS:
         raise MedsrError(f"method {method!r} is not one of {', '.join(METHODS)}")
     ax, factor = resolve_factor(volume, axis, factor, spacing)
@@ -99,6 +99,8 @@ def upscale(
     elif method == "selfsup":
         from medsr.inference.selfsup import selfsup_upscale
 
+        if model is not None:
+            options["model"] = Path(model)
         out, learned = selfsup_upscale(volume, axis=ax, factor=factor, thickness=thickness, **options)
         facts.update(learned)
     else:
@@ -150,6 +152,19 @@ def finite_volume(volume: MetaTensor) -> tuple[MetaTensor, dict[str, int]]:
         stacklevel=3,
     )
     return with_grid(volume, clean, affine_of(volume)), counts
+
+
+def _checkpoint_method(model: Path, method: str) -> str:
+    """``selfsup`` for a per-scan network saved by ``--save-model``, ``model`` for a ``medsr train`` checkpoint."""
+    from medsr.training.checkpoint import read_meta
+
+    kind = read_meta(model)["kind"]
+    wanted = "selfsup" if kind == "selfsup" else "model"
+    if method not in ("selfsup", "model", wanted):
+        raise MedsrError(
+            f"--model {model} is a {kind!r} checkpoint; it cannot be used with --method {method}"
+        )
+    return wanted
 
 
 def _name(volume: MetaTensor) -> str:

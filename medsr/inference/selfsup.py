@@ -50,7 +50,8 @@ class SelfSupConfig:
     base: str = "cubic"  # residual on "cubic", "linear" or "none"
     patch: tuple[int, int] = (16, 64)  # LR rows x columns of a training patch
     batch: int = 32
-    steps: int = 1500  # default when neither steps nor budget_s is given
+    steps: int = 1500  # default when neither steps nor budget_s is given, together with...
+    budget_s: float = 150.0  # ...this time budget: whichever ends first
     lr: float = 1e-3
     edge_mix: float = 0.5  # share of uniform patch sampling (1.0 = uniform, 0.0 = edges only)
     both_axes: bool = True  # degrade along both in-plane axes (else the first only)
@@ -162,9 +163,10 @@ def selfsup_upscale(
     Args:
         thickness: slice profile FWHM in mm; None = the slice spacing along ``axis``.
         budget_s / steps: training length; either, both (the first reached ends training), or neither
-            (``config.steps``). Steps alone are deterministic for a given ``seed`` on the CPU.
+            (``config.steps`` and ``config.budget_s``, the first reached). Steps alone are deterministic
+            for a given ``seed`` on the CPU.
         device: ``auto``, ``cpu`` or ``cuda``.
-        save_model / model: write / reuse the network (``.safetensors`` + ``.json``); with ``model``
+        save_model / model: write / reuse the network (one ``.safetensors`` checkpoint); with ``model``
             nothing is trained.
 
     Returns:
@@ -218,7 +220,7 @@ def selfsup_upscale(
         if model is not None:
             net, doc = load_selfsup_model(Path(model))
             _check_model(doc, r, thickness, spacing, model)
-            facts.update(model_loaded=str(model), steps=0, architecture_kwargs=doc["kwargs"])
+            facts.update(model_loaded=str(model), steps=0, architecture_kwargs=doc["model_args"])
         else:
             kwargs = cfg.model_kwargs(r)
             with torch.random.fork_rng(devices=[]):
@@ -231,7 +233,9 @@ def selfsup_upscale(
             net.to(dev)
             if dev.type == "cpu":
                 net.to(memory_format=torch.channels_last)
-            planned = steps if steps is not None else (None if budget_s is not None else cfg.steps)
+            if steps is None and budget_s is None:
+                steps, budget_s = cfg.steps, cfg.budget_s
+            planned = steps
             done = train_network(
                 net,
                 sampler,
