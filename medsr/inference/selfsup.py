@@ -15,6 +15,7 @@ returned in the input's units, unclipped.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
 import time
@@ -42,24 +43,27 @@ ARCHITECTURE = "slice_sr2d"
 class SelfSupConfig:
     """Everything that shapes a self-supervised run (defaults chosen by benchmarks/selfsup_quality.py)."""
 
-    features: int = 64
+    features: int = 32
     blocks: int = 4
     expand: int = 1
+    fold: int = 1  # columns folded into channels (space-to-depth along the in-plane axis)
     kernel: tuple[int, int] = (3, 3)
     grid: str = "lr"  # "lr": compute on the LR grid + sub-pixel step; "hr": refine a cubic upsampling
     base: str = "cubic"  # residual on "cubic", "linear" or "none"
     patch: tuple[int, int] = (16, 64)  # LR rows x columns of a training patch
     batch: int = 32
-    steps: int = 1500  # default when neither steps nor budget_s is given, together with...
+    steps: int = 3000  # default when neither steps nor budget_s is given, together with...
     budget_s: float = 150.0  # ...this time budget: whichever ends first
-    lr: float = 1e-3
+    lr: float = 2e-3
     edge_mix: float = 0.5  # share of uniform patch sampling (1.0 = uniform, 0.0 = edges only)
     both_axes: bool = True  # degrade along both in-plane axes (else the first only)
     phases: bool = False  # train on every slab-grid phase (R LR stacks per axis), else phase 0 only
     flips: bool = True  # random flips of training pairs
     planes: str = "both"  # fuse both plane sets ("both") or use one ("a", "b")
     tta_flips: bool = False  # average four flipped passes at inference
-    amp: bool = True  # bfloat16 autocast on CUDA
+    schedule: str = "cosine"  # learning rate over training: "cosine" decay or "constant"
+    ema: float = 0.0  # average the weights (decay per step) and use the average; 0 = last weights
+    amp: bool = True  # bfloat16 autocast on CUDA, and on CPUs with native bfloat16 (AVX512-BF16 / AMX)
     percentiles: tuple[float, float] = (0.5, 99.5)
     batch_bytes: int = 256 * 2**20  # activation memory per inference batch
 
@@ -72,6 +76,7 @@ class SelfSupConfig:
             "grid": self.grid,
             "base": self.base,
             "expand": self.expand,
+            "fold": self.fold,
         }
 
 
@@ -105,6 +110,18 @@ def robust_range(data: torch.Tensor, percentiles: tuple[float, float]) -> tuple[
     return float(lo), float(hi)
 
 
+def use_bf16(device: torch.device, amp: bool) -> bool:
+    """Whether to autocast to bfloat16: on CUDA, and on CPUs that compute bfloat16 natively."""
+    if not amp:
+        return False
+    if device.type == "cuda":
+        return True
+    try:
+        return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
+    except AttributeError:  # older torch: stay in float32
+        return False
+
+
 def train_network(
     net: torch.nn.Module,
     sampler: PatchSampler,
@@ -114,10 +131,18 @@ def train_network(
     config: SelfSupConfig,
     device: torch.device,
     advance=None,
-) -> int:
-    """Adam + L1 with cosine decay over steps or time (whichever ends first); returns steps done."""
+) -> tuple[torch.nn.Module, int]:
+    """Adam + L1 over steps or time (whichever ends first); returns (network to use, steps done).
+
+    The learning rate follows ``config.schedule``; with ``config.ema`` > 0 the returned network holds
+    the exponential moving average of the weights (a copy; ``net`` keeps the last weights).
+    """
     net.train()
     opt = torch.optim.Adam(net.parameters(), lr=config.lr)
+    params = list(net.parameters())
+    average = copy.deepcopy(net) if config.ema > 0 else None
+    avg_params = list(average.parameters()) if average is not None else []
+    bf16 = use_bf16(device, config.amp)
     start, done = time.perf_counter(), 0
     channels_last = device.type == "cpu"
     while True:
@@ -125,22 +150,26 @@ def train_network(
         if budget_s:
             frac = max(frac, (time.perf_counter() - start) / budget_s)
         if frac >= 1.0:
-            return done
-        for group in opt.param_groups:
-            group["lr"] = config.lr * (0.02 + 0.98 * 0.5 * (1.0 + math.cos(math.pi * frac)))
+            return (average if average is not None else net), done
+        if config.schedule == "cosine":
+            for group in opt.param_groups:
+                group["lr"] = config.lr * (0.02 + 0.98 * 0.5 * (1.0 + math.cos(math.pi * frac)))
         lr_patch, hr_patch = sampler.sample(config.batch)
         lr_patch, hr_patch = lr_patch.to(device), hr_patch.to(device)
         if channels_last:
             lr_patch = lr_patch.contiguous(memory_format=torch.channels_last)
-        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=config.amp and device.type == "cuda"):
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
             pred = net(lr_patch)
         loss = torch.nn.functional.l1_loss(pred.float(), hr_patch)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         done += 1
+        if average is not None:  # warm-started decay so early averages are not dominated by the init
+            with torch.no_grad():
+                torch._foreach_lerp_(avg_params, params, 1.0 - min(config.ema, (1 + done) / (10 + done)))
         if advance is not None:
-            advance(done, steps, frac, float(loss))
+            advance(done, steps, frac, loss.item())
 
 
 def selfsup_upscale(
@@ -236,7 +265,7 @@ def selfsup_upscale(
             if steps is None and budget_s is None:
                 steps, budget_s = cfg.steps, cfg.budget_s
             planned = steps
-            done = train_network(
+            net, done = train_network(
                 net,
                 sampler,
                 steps=planned,
