@@ -53,6 +53,9 @@ class SliceSR2d(nn.Module):
             interpolated image on the output grid).
         base: interpolation the residual is added to: ``"cubic"``, ``"linear"`` or ``"none"``.
         expand: channel expansion inside each residual block (wide activation, as in WDSR).
+        fold: ``grid="lr"`` only: fold this many neighbouring columns into channels before the
+            convolutions and unfold them after (space-to-depth along W): ``fold`` times fewer pixels
+            to convolve and a ``fold`` times wider receptive field along W.
 
     Shapes: input (N, 1, L, W) -> output (N, 1, L * factor, W).
     """
@@ -66,6 +69,7 @@ class SliceSR2d(nn.Module):
         grid: str = "lr",
         base: str = "cubic",
         expand: int = 1,
+        fold: int = 1,
     ) -> None:
         super().__init__()
         if int(factor) != factor or factor < 1:
@@ -74,11 +78,13 @@ class SliceSR2d(nn.Module):
             raise ValueError(f"grid {grid!r} is not 'lr' or 'hr'")
         if base not in _BASES:
             raise ValueError(f"base {base!r} is not one of {_BASES}")
-        self.factor, self.grid, self.base = int(factor), grid, base
+        if int(fold) < 1 or (fold > 1 and grid != "lr"):
+            raise ValueError(f"fold {fold} must be >= 1 and needs grid='lr'")
+        self.factor, self.grid, self.base, self.fold = int(factor), grid, base, int(fold)
         kernel = (int(kernel[0]), int(kernel[1]))
         pad = (kernel[0] // 2, kernel[1] // 2)
-        out_channels = self.factor if grid == "lr" else 1
-        self.head = nn.Conv2d(1, features, kernel, padding=pad)
+        out_channels = self.factor * self.fold if grid == "lr" else 1
+        self.head = nn.Conv2d(self.fold, features, kernel, padding=pad)
         self.body = nn.Sequential(*[ResBlock(features, kernel, expand) for _ in range(blocks)])
         self.tail = nn.Conv2d(features, out_channels, kernel, padding=pad)
         # Start as the base interpolation: training then only has to learn the correction.
@@ -90,7 +96,7 @@ class SliceSR2d(nn.Module):
     def halo(self) -> int:
         """Receptive-field radius in input pixels along either axis (for tiling)."""
         k = max(self.head.kernel_size)
-        return (2 * len(self.body) + 2) * (k // 2)
+        return (2 * len(self.body) + 2) * (k // 2) * self.fold + self.fold - 1
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         base = upsample_rows(x, self.factor, self.base)
@@ -99,10 +105,16 @@ class SliceSR2d(nn.Module):
             if self.grid == "lr"
             else (base if self.base != "none" else upsample_rows(x, self.factor, "cubic"))
         )
+        width, f = x.shape[3], self.fold
+        if f > 1:  # (N, 1, L, W) -> (N, f, L, W / f), column j*f + i into channel i
+            source = F.pad(source, (0, -width % f, 0, 0), mode="replicate")
+            n, _, length, wide = source.shape
+            source = source.reshape(n, length, wide // f, f).permute(0, 3, 1, 2)
         feats = self.head(source)
         feats = feats + self.body(feats)
         res = self.tail(feats)
-        if self.grid == "lr":
-            n, r, length, width = res.shape
-            res = res.permute(0, 2, 1, 3).reshape(n, 1, length * r, width)
+        if self.grid == "lr":  # channel p * f + i -> row l * R + p, column j * f + i
+            n, _, length, cols = res.shape
+            res = res.reshape(n, self.factor, f, length, cols).permute(0, 3, 1, 4, 2)
+            res = res.reshape(n, 1, length * self.factor, cols * f)[..., :width]
         return base + res
