@@ -108,17 +108,7 @@ def save_panel(
         for row, view in enumerate(VIEWS):
             image, extent = _slice(data, affine, np.asarray(centre_mm, dtype=float), view)
             ax = axes[row][col]
-            ax.imshow(
-                image,
-                cmap="gray",
-                vmin=window[0],
-                vmax=window[1],
-                origin="lower",
-                extent=extent,
-                interpolation="nearest",
-            )
-            ax.set_xticks([])
-            ax.set_yticks([])
+            _show(ax, image, extent, "gray", window)
             if row == 0:
                 ax.set_title(name)
             if col == 0:
