@@ -10,8 +10,8 @@ from nibabel.affines import apply_affine
 from medsr import geometry
 from medsr.errors import MedsrError
 from medsr.evaluation.baselines import interpolate_upscale
-from medsr.inference.apply import upscale_volume
-from medsr.inference.patches import PatchSampler, make_stacks
+from medsr.inference.apply import batch_plan, upscale_volume
+from medsr.inference.patches import PatchSampler, estimate_noise, input_noise, make_stacks
 from medsr.inference.predict import upscale
 from medsr.inference.selfsup import config_with, selfsup_upscale
 from medsr.io.volume import affine_of, make_volume
@@ -162,9 +162,26 @@ def test_resampled_in_plane_rows_for_non_integer_factor() -> None:
     assert stack.hr.shape[1] == 36 and stack.lr.shape[1] == 12
 
 
-def test_tiled_inference_equals_whole_planes() -> None:
+@pytest.mark.parametrize("expand", [1, 4])
+def test_noise_estimate_and_training_input_noise() -> None:
+    gen = torch.Generator().manual_seed(0)
+    ramp = torch.linspace(0.2, 0.8, 64)[None, :, None].expand(6, 64, 48)  # smooth signal, zero Laplacian
+    noisy = ramp + 0.03 * torch.randn(ramp.shape, generator=gen)
+    assert estimate_noise(noisy) == pytest.approx(0.03, rel=0.1)
+    assert estimate_noise(ramp.contiguous()) < 1e-4
+    background = torch.zeros(6, 64, 48)  # exact-zero background (skull-stripped, masked) is left out
+    background[:, 16:48, 12:36] = noisy[:, 16:48, 12:36]
+    assert estimate_noise(background) == pytest.approx(0.03, rel=0.15)
+    # A thick slice averaging R thin ones keeps sigma * |w|; the rest is added to the training inputs.
+    weights = slab_weights(32, 1.0, 4.0, 4.0, "gaussian")
+    kept = float(np.sqrt(np.median((weights**2).sum(1))))
+    assert input_noise(0.03, 4, 4.0, 4.0) == pytest.approx(0.03 * np.sqrt(1 - kept**2))
+    assert 0 < input_noise(0.03, 4, 4.0, 4.0) < 0.03 and input_noise(0.0, 4, 4.0, 4.0) == 0.0
+
+
+def test_tiled_inference_equals_whole_planes(expand: int) -> None:
     torch.manual_seed(0)
-    net = SliceSR2d(3, features=8, blocks=2)
+    net = SliceSR2d(3, features=8, blocks=2, expand=expand)
     for p in net.parameters():
         torch.nn.init.normal_(p, std=0.1)
     vol = torch.rand(9, 30, 6)
@@ -173,6 +190,16 @@ def test_tiled_inference_equals_whole_planes() -> None:
         net, vol, 2, 18, torch.empty(9, 30, 18), device=torch.device("cpu"), batch_bytes=4000
     )
     torch.testing.assert_close(tiled, whole, rtol=1e-4, atol=1e-5)
+
+
+def test_inference_batches_budget_the_expanded_activations() -> None:
+    plain, wide = SliceSR2d(4, features=16, expand=1), SliceSR2d(4, features=16, expand=4)
+    batch_plain, _ = batch_plan(plain, 47, 233, 256 * 2**20)
+    batch_wide, _ = batch_plan(wide, 47, 233, 256 * 2**20)
+    assert batch_wide < batch_plain  # four times wider ReLU activations: fewer planes per batch
+    # A plane too large for the budget is tiled along its width instead.
+    planes, tile = batch_plan(wide, 300, 4096, 64 * 2**20)
+    assert planes == 1 and tile is not None and 8 <= tile < 4096
 
 
 @pytest.mark.parametrize("grid", ["lr", "hr"])

@@ -64,10 +64,11 @@ def run_network(
     return out
 
 
-def _plan(net: SliceSR2d, n: int, width: int, batch_bytes: int) -> tuple[int, int | None]:
+def batch_plan(net: SliceSR2d, n: int, width: int, batch_bytes: int) -> tuple[int, int | None]:
     """Planes per batch and tile width so that activations stay near ``batch_bytes``."""
     rows = n * net.factor if net.grid == "hr" else n
-    per_column = 4 * 6 * net.head.out_channels * rows + 4 * 4 * n * net.factor
+    widest = max(m.out_channels for m in net.modules() if isinstance(m, nn.Conv2d))  # expanded blocks
+    per_column = 4 * (4 * net.head.out_channels + 2 * widest) * rows + 4 * 4 * n * net.factor
     per_plane = per_column * width
     if per_plane <= batch_bytes:
         return max(1, batch_bytes // per_plane), None
@@ -106,7 +107,7 @@ def upscale_volume(
     sets = PLANE_SETS[planes]
     for k, which in enumerate(sets):
         n_planes, width = (size_a, size_b) if which == "a" else (size_b, size_a)
-        batch, tile = _plan(net, n, width, batch_bytes)
+        batch, tile = batch_plan(net, n, width, batch_bytes)
         for p0, p1 in plane_batches(n_planes, batch):
             if which == "a":
                 x = v[:, p0:p1, :].permute(1, 0, 2)[:, None]  # (p, 1, n, B)
