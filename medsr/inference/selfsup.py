@@ -30,7 +30,7 @@ from monai.data import MetaTensor
 from medsr import geometry
 from medsr.errors import MedsrError
 from medsr.inference.apply import count_planes, upscale_volume
-from medsr.inference.patches import PatchSampler, make_stacks
+from medsr.inference.patches import PatchSampler, estimate_noise, input_noise, make_stacks
 from medsr.inference.selfsup_progress import progress_bars
 from medsr.inference.selfsup_store import load_selfsup_model, save_selfsup_model
 from medsr.io.volume import affine_of, spatial_shape, with_grid
@@ -43,9 +43,9 @@ ARCHITECTURE = "slice_sr2d"
 class SelfSupConfig:
     """Everything that shapes a self-supervised run (defaults chosen by benchmarks/selfsup_quality.py)."""
 
-    features: int = 32
+    features: int = 16
     blocks: int = 4
-    expand: int = 1
+    expand: int = 4  # wide activation (WDSR): ReLUs act on features * expand channels
     fold: int = 1  # columns folded into channels (space-to-depth along the in-plane axis)
     kernel: tuple[int, int] = (3, 3)
     grid: str = "lr"  # "lr": compute on the LR grid + sub-pixel step; "hr": refine a cubic upsampling
@@ -59,6 +59,7 @@ class SelfSupConfig:
     both_axes: bool = True  # degrade along both in-plane axes (else the first only)
     phases: bool = False  # train on every slab-grid phase (R LR stacks per axis), else phase 0 only
     flips: bool = True  # random flips of training pairs
+    match_noise: bool = True  # add noise to training inputs up to the scan's own noise level
     planes: str = "both"  # fuse both plane sets ("both") or use one ("a", "b")
     tta_flips: bool = False  # average four flipped passes at inference
     schedule: str = "cosine"  # learning rate over training: "cosine" decay or "constant"
@@ -257,7 +258,10 @@ def selfsup_upscale(
                 net = MODELS[ARCHITECTURE](**kwargs)
             gen = torch.Generator().manual_seed(seed)
             stacks = _training_stacks(norm, axis, sizes, r, thickness, spacing, cfg.both_axes, cfg.phases)
-            sampler = PatchSampler(stacks, cfg.patch, cfg.edge_mix, cfg.flips, gen)
+            sigma = estimate_noise(torch.movedim(norm, axis, 0)) if cfg.match_noise else 0.0
+            extra = input_noise(sigma, r, thickness, spacing)
+            facts.update(noise_std=sigma * (hi - lo), training_input_noise_std=extra * (hi - lo))
+            sampler = PatchSampler(stacks, cfg.patch, cfg.edge_mix, cfg.flips, gen, noise=extra)
             del stacks
             net.to(dev)
             if dev.type == "cpu":
