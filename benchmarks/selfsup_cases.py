@@ -34,10 +34,13 @@ ABLATIONS: dict[str, dict] = {
     "edge-heavy sampling (0.1 uniform)": {"edge_mix": 0.1},
     "one in-plane axis": {"both_axes": False},
     "no flip augmentation": {"flips": False},
+    "no noise matching": {"match_noise": False},
     "one plane set (no fusion)": {"planes": "a"},
     "flip TTA at inference (x4)": {"tta_flips": True},
-    "narrow 32 features": {"features": 32},
-    "deep 8 blocks": {"blocks": 8},
+    "32 features, no expansion (previous default)": {"features": 32, "expand": 1},
+    "24 features x2 expansion": {"features": 24, "expand": 2},
+    "16 features x6 expansion": {"features": 16, "expand": 6},
+    "6 blocks": {"blocks": 6},
     "patch 24x96": {"patch": (24, 96)},
     "batch 16": {"batch": 16},
 }
@@ -140,6 +143,7 @@ def load_case(
     valid = np.ones(data.shape, bool)
     mask, _ = metrics.foreground_mask(data, valid)  # Otsu, as medsr evaluate --mask auto
     mask = metrics.exclude_edge_slabs(mask, valid, ax, int(np.ceil(float(ratio))))
+    whole = metrics.exclude_edge_slabs(valid, valid, ax, int(np.ceil(float(ratio))))
     lo, hi = metrics.robust_range(data)
     title = (
         f"{name} {tuple(hr.shape[1:])}, axis {ax}, thickness {thickness:g} mm, spacing {float(spacing):g} mm"
@@ -154,18 +158,25 @@ def load_case(
         "factor": float(ratio),
         "thickness": float(thickness),
         "mask": mask,
+        "whole": whole,
         "range": hi - lo,
     }
 
 
-def score(case: dict, out: np.ndarray | torch.Tensor) -> dict:
+def score(case: dict, out: np.ndarray | torch.Tensor, whole: bool = False) -> dict:
     """PSNR (dB) and SSIM of ``out`` vs HR with medsr.evaluation.metrics' conventions (docs/evaluation.md).
 
     Mask: Otsu foreground of HR minus one LR slab at each end of the slice axis; data range: P0.5-P99.5
-    of HR; SSIM: 3-D Gaussian window (sigma 1.5) averaged over the mask.
+    of HR; SSIM: 3-D Gaussian window (sigma 1.5) averaged over the mask. With ``whole``, also
+    ``psnr_all`` and ``ssim_all`` over every voxel but the end slabs (background included: the
+    convention of most SR papers and of SSIM/PSNR library defaults, which score the whole array).
     """
     out = np.asarray(out, dtype=np.float32)
     hr, mask, rng = case["hr"], case["mask"], case["range"]
     if out.shape != hr.shape:
         raise ValueError(f"output shape {out.shape} is not the HR shape {hr.shape}")
-    return {"psnr": metrics.psnr(out, hr, mask, rng), "ssim": metrics.ssim(out, hr, mask, rng)}
+    scores = {"psnr": metrics.psnr(out, hr, mask, rng), "ssim": metrics.ssim(out, hr, mask, rng)}
+    if whole:
+        every = case["whole"]
+        scores.update(psnr_all=metrics.psnr(out, hr, every, rng), ssim_all=metrics.ssim(out, hr, every, rng))
+    return scores
