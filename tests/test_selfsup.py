@@ -162,7 +162,6 @@ def test_resampled_in_plane_rows_for_non_integer_factor() -> None:
     assert stack.hr.shape[1] == 36 and stack.lr.shape[1] == 12
 
 
-@pytest.mark.parametrize("expand", [1, 4])
 def test_noise_estimate_and_training_input_noise() -> None:
     gen = torch.Generator().manual_seed(0)
     ramp = torch.linspace(0.2, 0.8, 64)[None, :, None].expand(6, 64, 48)  # smooth signal, zero Laplacian
@@ -179,6 +178,7 @@ def test_noise_estimate_and_training_input_noise() -> None:
     assert 0 < input_noise(0.03, 4, 4.0, 4.0) < 0.03 and input_noise(0.0, 4, 4.0, 4.0) == 0.0
 
 
+@pytest.mark.parametrize("expand", [1, 4])
 def test_tiled_inference_equals_whole_planes(expand: int) -> None:
     torch.manual_seed(0)
     net = SliceSR2d(3, features=8, blocks=2, expand=expand)
