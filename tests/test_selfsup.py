@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -105,6 +107,22 @@ def test_learned_model_beats_cubic_on_sharp_edges() -> None:
         return float(np.mean((v.numpy()[0] - truth) ** 2))
 
     assert mse(out) < 0.8 * mse(cubic), (mse(out), mse(cubic))
+
+
+def test_noise_matching_keeps_noise_from_being_amplified() -> None:
+    truth = _sharp_phantom()
+    hr = make_volume(truth, make_affine((1.0, 1.0, 1.0), rng=np.random.default_rng(5)))
+    lr = simulate_thick_slices(hr, 4.0, 4.0, axis=2, noise="gaussian:8", rng=1)  # acquired-slice noise
+    config = config_with(features=24, blocks=2)
+
+    def mse(match: bool) -> float:
+        cfg = dataclasses.replace(config, match_noise=match)
+        out, facts = selfsup_upscale(lr, axis=2, factor=4, steps=300, progress=False, config=cfg)
+        assert (facts["training_input_noise_std"] > 0) == match
+        return float(np.mean((out.numpy()[0] - truth) ** 2))
+
+    matched, unmatched = mse(True), mse(False)
+    assert matched < 0.9 * unmatched, (matched, unmatched)
 
 
 def test_save_and_reuse_model_round_trip(tmp_path) -> None:
