@@ -88,11 +88,12 @@ def make_stacks(
 _LAPLACE = torch.tensor([[1.0, -2.0, 1.0], [-2.0, 4.0, -2.0], [1.0, -2.0, 1.0]])[None, None]
 
 
-def estimate_noise(slices: torch.Tensor, floor: float = 0.02, max_slices: int = 32) -> float:
+def estimate_noise(slices: torch.Tensor, floor: float = 0.1, max_slices: int = 32) -> float:
     """Noise std of (S, A, B) images (same units), from the median absolute Laplacian response.
 
-    Pixels at or below ``floor`` (exact-zero or masked background) are left out; the median keeps
-    edges from inflating the estimate. Uses at most ``max_slices`` evenly spaced images.
+    Pixels at or below ``floor`` (in normalised units: air, masked background, and MRI's Rician
+    background, whose lower noise would bias the estimate low) are left out; the median keeps edges
+    from inflating the estimate. Uses at most ``max_slices`` evenly spaced images.
     """
     pick = torch.linspace(0, slices.shape[0] - 1, min(max_slices, slices.shape[0])).round().long().unique()
     images = slices[pick, None].float()
