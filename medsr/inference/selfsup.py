@@ -5,7 +5,9 @@ resolution, so degrading in-plane slices along an in-plane axis with the through
 profile (Gaussian, FWHM = slice thickness, slab spacing = slice spacing) yields (LR, HR) pairs
 (:mod:`medsr.inference.patches`). A small 2-D network (:class:`medsr.models.SliceSR2d`) learns the
 inverse, then runs along the slice axis in the two orthogonal planes that contain it, and the two
-results are averaged (:mod:`medsr.inference.apply`).
+results are averaged (:mod:`medsr.inference.apply`). Training inputs get extra Gaussian noise up to
+the scan's own estimated noise level (:func:`medsr.inference.patches.input_noise`), so the network
+sharpens without amplifying noise.
 
 A non-integer factor ``s`` trains for the integer ``R = ceil(s)`` (in-plane slices resampled to
 ``slice_spacing / R``) and resamples the network's output onto the convention grid of
