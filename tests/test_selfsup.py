@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 import numpy as np
 import pytest
 import torch
@@ -113,10 +111,8 @@ def test_noise_matching_keeps_noise_from_being_amplified() -> None:
     truth = _sharp_phantom()
     hr = make_volume(truth, make_affine((1.0, 1.0, 1.0), rng=np.random.default_rng(5)))
     lr = simulate_thick_slices(hr, 4.0, 4.0, axis=2, noise="gaussian:8", rng=1)  # acquired-slice noise
-    config = config_with(features=24, blocks=2)
-
     def mse(match: bool) -> float:
-        cfg = dataclasses.replace(config, match_noise=match)
+        cfg = config_with(features=24, blocks=2, match_noise=match)
         out, facts = selfsup_upscale(lr, axis=2, factor=4, steps=300, progress=False, config=cfg)
         assert (facts["training_input_noise_std"] > 0) == match
         return float(np.mean((out.numpy()[0] - truth) ** 2))
