@@ -111,6 +111,7 @@ def test_noise_matching_keeps_noise_from_being_amplified() -> None:
     truth = _sharp_phantom()
     hr = make_volume(truth, make_affine((1.0, 1.0, 1.0), rng=np.random.default_rng(5)))
     lr = simulate_thick_slices(hr, 4.0, 4.0, axis=2, noise="gaussian:8", rng=1)  # acquired-slice noise
+
     def mse(match: bool) -> float:
         cfg = config_with(features=24, blocks=2, match_noise=match)
         out, facts = selfsup_upscale(lr, axis=2, factor=4, steps=300, progress=False, config=cfg)
