@@ -50,6 +50,27 @@ def test_infer_default_output_and_sidecar(oblique_nifti: Path) -> None:
     assert zooms[2] == pytest.approx(4.0 * 9 / round(9 * 4.0 / 0.8), rel=1e-4)
 
 
+def test_infer_selfsup_records_its_slice_profile(oblique_nifti: Path) -> None:
+    out = oblique_nifti.with_name("box.nii.gz")
+    result = run(
+        "infer",
+        oblique_nifti,
+        "--profile",
+        "Boxcar",
+        "--factor",
+        "4",
+        "--steps",
+        "2",
+        "--no-progress",
+        "-o",
+        out,
+    )
+    assert result.exit_code == 0, result.output
+    sidecar = json.loads(out.with_name("box.json").read_text())
+    assert sidecar["method"] == "selfsup" and sidecar["profile"] == "boxcar" and sidecar["steps"] == 2
+    assert nib.load(str(out)).shape == (20, 18, 36)
+
+
 def test_infer_spacing_option_gives_non_integer_factor(tmp_path: Path) -> None:
     affine = make_affine((0.7, 0.7, 5.0), rng=np.random.default_rng(4))
     nib.save(nib.Nifti1Image(blob_volume((8, 8, 12)), affine), str(tmp_path / "t.nii.gz"))
@@ -69,6 +90,8 @@ def test_infer_spacing_option_gives_non_integer_factor(tmp_path: Path) -> None:
         (["--method", "magic"], "not one of"),
         (["--axis", "7"], "0, 1 or 2"),
         (["--dtype", "int8"], "--dtype"),
+        (["--method", "bspline", "--profile", "boxcar"], "--profile"),
+        (["--profile", "cosine", "--steps", "1"], "not one of gaussian, boxcar"),
     ],
 )
 def test_bad_options_exit_2_with_one_line(oblique_nifti: Path, args: list[str], message: str) -> None:

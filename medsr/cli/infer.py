@@ -29,12 +29,21 @@ def infer(
         str | None,
         typer.Option(
             "--method",
-            help="selfsup (learn from the scan), bspline, linear or nearest [default: selfsup, or the --model checkpoint].",
+            help="selfsup (learn from the scan), bspline, linear or nearest (default: selfsup, or the --model checkpoint).",
             show_default=False,
         ),
     ] = None,
     thickness: Annotated[
         float | None, typer.Option("--thickness", help="Slice profile FWHM in mm (default: SliceThickness).")
+    ] = None,
+    profile: Annotated[
+        str | None,
+        typer.Option(
+            "--profile",
+            help="selfsup: slice profile shape, gaussian or boxcar (thick slices averaged from thin ones) "
+            "(default: gaussian, or the --model's own).",
+            show_default=False,
+        ),
     ] = None,
     model: Annotated[
         Path | None, typer.Option("--model", exists=True, help="Checkpoint from medsr train or --save-model.")
@@ -77,6 +86,14 @@ def infer(
         learner = {"budget_s": budget, "steps": steps, "device": device, "seed": seed, "progress": progress}
         if save_model is not None:
             learner["save_model"] = save_model
+    if profile is not None:
+        if method != "selfsup":
+            from medsr.errors import MedsrError
+
+            raise MedsrError(
+                f"--profile {profile} only shapes selfsup training; --method {method} does not take it"
+            )
+        learner["profile"] = profile
     opts = InferOptions(
         factor=factor,
         spacing=spacing,

@@ -57,16 +57,19 @@ def make_stacks(
     thickness: float,
     slice_spacing: float,
     phases: bool = True,
+    profile: str = "gaussian",
 ) -> list[PairStack]:
     """Degrade (S, L, W) images along L into (LR, HR) stacks, one per slab-grid phase.
 
     Args:
         images: in-plane slices, L is the axis to degrade, ``row_spacing`` mm apart.
         factor: integer R; the HR rows are resampled to ``slice_spacing / R`` mm when they differ.
-        thickness: slice profile FWHM, mm (Gaussian).
+        thickness: slice profile FWHM, mm.
         slice_spacing: centre-to-centre distance of LR rows, mm.
         phases: one stack for each slab-grid offset 0..R-1 (each anatomy seen at every phase), else
             offset 0 only. The HR images are shared; LR stacks take about one HR volume in all.
+        profile: slice profile shape, ``"gaussian"`` or ``"boxcar"`` (see
+            :func:`medsr.transforms.functional.profile_cdf`).
     """
     hr_spacing = slice_spacing / factor
     n_rows = images.shape[1]
@@ -78,7 +81,7 @@ def make_stacks(
     for offset in range(factor if phases else 1):
         if n_rows - offset < factor:
             break
-        weights = slab_weights(n_rows - offset, hr_spacing, thickness, slice_spacing, "gaussian")
+        weights = slab_weights(n_rows - offset, hr_spacing, thickness, slice_spacing, profile)
         lr = apply_slab_weights(hr[:, offset:], weights, axis=1).contiguous()
         stacks.append(PairStack(hr=hr, lr=lr, factor=factor, offset=offset))
     return stacks
@@ -106,7 +109,9 @@ def estimate_noise(slices: torch.Tensor, floor: float = 0.1, max_slices: int = 3
     return float(response[keep].median()) / (0.6745 * 6.0)
 
 
-def input_noise(sigma: float, factor: int, thickness: float, slice_spacing: float) -> float:
+def input_noise(
+    sigma: float, factor: int, thickness: float, slice_spacing: float, profile: str = "gaussian"
+) -> float:
     """Std of the noise to add to training LR pixels so they are as noisy as the acquired slices.
 
     A training LR pixel averages ``factor`` noisy in-plane pixels (std ``sigma`` each) with the slab
@@ -114,7 +119,7 @@ def input_noise(sigma: float, factor: int, thickness: float, slice_spacing: floa
     difference, ``sigma * sqrt(1 - |w|^2)``, is added during training so that the network learns to
     sharpen without amplifying the scan's noise.
     """
-    weights = slab_weights(8 * factor, slice_spacing / factor, thickness, slice_spacing, "gaussian")
+    weights = slab_weights(8 * factor, slice_spacing / factor, thickness, slice_spacing, profile)
     energy = float(np.median((weights**2).sum(axis=1)))
     return float(sigma * np.sqrt(max(0.0, 1.0 - energy)))
 

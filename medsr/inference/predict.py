@@ -71,7 +71,8 @@ def upscale(
         method: ``selfsup`` (learn from the scan itself), ``model`` (a checkpoint from ``medsr train``),
             or an interpolator (``bspline``, ``linear``, ``nearest``).
         thickness: slice profile FWHM in mm (default: DICOM SliceThickness, else the slice spacing).
-        options: passed to the learned method (budget_s, steps, device, seed, progress, save_model).
+        options: passed to the learned method (budget_s, steps, device, seed, progress, save_model;
+            ``profile``, the slice profile shape, for ``selfsup`` only).
 
     Returns:
         MetaTensor on the upscaled grid (same physical extent, see docs/geometry.md); ``meta["medsr"]``
@@ -90,6 +91,12 @@ def upscale(
         thickness = volume.meta.get("slice_thickness") or float(geometry.voxel_sizes(affine_of(volume))[ax])
     if not (np.isfinite(thickness) and thickness > 0):
         raise MedsrError(f"slice thickness {thickness} mm must be positive")
+    profile = options.pop("profile", None) if method != "selfsup" else None
+    if profile is not None:
+        raise MedsrError(
+            f"a slice profile ({profile!r}) only shapes selfsup training; method {method!r} does not take one: "
+            "drop --profile"
+        )
     facts: dict[str, Any] = {"method": method, "axis": ax, "factor": factor, "thickness_mm": float(thickness)}
     volume, replaced = finite_volume(volume)
     if replaced:

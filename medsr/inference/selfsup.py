@@ -2,7 +2,7 @@
 
 No training set and no pretrained weights. The in-plane axes of a thick-slice scan are high
 resolution, so degrading in-plane slices along an in-plane axis with the through-plane slice
-profile (Gaussian, FWHM = slice thickness, slab spacing = slice spacing) yields (LR, HR) pairs
+profile (Gaussian or boxcar, FWHM = slice thickness, slab spacing = slice spacing) yields (LR, HR) pairs
 (:mod:`medsr.inference.patches`). A small 2-D network (:class:`medsr.models.SliceSR2d`) learns the
 inverse, then runs along the slice axis in the two orthogonal planes that contain it, and the two
 results are averaged (:mod:`medsr.inference.apply`). Training inputs get extra Gaussian noise up to
@@ -37,6 +37,7 @@ from medsr.inference.selfsup_progress import progress_bars
 from medsr.inference.selfsup_store import load_selfsup_model, save_selfsup_model
 from medsr.io.volume import affine_of, spatial_shape, with_grid
 from medsr.models import MODELS
+from medsr.transforms.functional import PROFILES
 
 ARCHITECTURE = "slice_sr2d"
 
@@ -181,6 +182,7 @@ def selfsup_upscale(
     axis: int,
     factor: float,
     thickness: float | None = None,
+    profile: str | None = None,
     budget_s: float | None = None,
     steps: int | None = None,
     device: str = "auto",
@@ -194,6 +196,9 @@ def selfsup_upscale(
 
     Args:
         thickness: slice profile FWHM in mm; None = the slice spacing along ``axis``.
+        profile: slice profile shape, ``"gaussian"`` or ``"boxcar"`` (thick slices that average thin ones);
+            None = ``"gaussian"``, or a reused ``model``'s own profile. A wrong shape costs far more than
+            a wrong width (docs/performance.md).
         budget_s / steps: training length; either, both (the first reached ends training), or neither
             (``config.steps`` and ``config.budget_s``, the first reached). Steps alone are deterministic
             for a given ``seed`` on the CPU.
@@ -225,6 +230,9 @@ def selfsup_upscale(
         raise MedsrError(f"steps {steps} must be a positive number of training steps")
     if budget_s is not None and not budget_s > 0:
         raise MedsrError(f"training budget {budget_s} s must be positive")
+    profile = profile.strip().lower() if profile is not None else None
+    if profile is not None and profile not in PROFILES:
+        raise MedsrError(f"slice profile {profile!r} is not one of {', '.join(PROFILES)}")
     r = int(math.ceil(factor - 1e-6))
     dev = resolve_device(device)
 
@@ -239,7 +247,7 @@ def selfsup_upscale(
         "network_factor": r,
         "thickness_mm": thickness,
         "slice_spacing_mm": spacing,
-        "profile": "gaussian",
+        "profile": profile or "gaussian",
         "training_hr_spacing_mm": spacing / r,
         "intensity_range": [lo, hi],
         "device": str(dev),
@@ -251,17 +259,22 @@ def selfsup_upscale(
         t0 = time.perf_counter()
         if model is not None:
             net, doc = load_selfsup_model(Path(model))
-            _check_model(doc, r, thickness, spacing, model)
-            facts.update(model_loaded=str(model), steps=0, architecture_kwargs=doc["model_args"])
+            _check_model(doc, r, thickness, spacing, profile, model)
+            facts.update(
+                model_loaded=str(model),
+                steps=0,
+                architecture_kwargs=doc["model_args"],
+                profile=doc.get("profile", "gaussian"),
+            )
         else:
             kwargs = cfg.model_kwargs(r)
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(seed)
                 net = MODELS[ARCHITECTURE](**kwargs)
             gen = torch.Generator().manual_seed(seed)
-            stacks = _training_stacks(norm, axis, sizes, r, thickness, spacing, cfg.both_axes, cfg.phases)
+            stacks = _training_stacks(norm, axis, sizes, r, thickness, spacing, facts["profile"], cfg)
             sigma = estimate_noise(torch.movedim(norm, axis, 0)) if cfg.match_noise else 0.0
-            extra = input_noise(sigma, r, thickness, spacing)
+            extra = input_noise(sigma, r, thickness, spacing, facts["profile"])
             facts.update(noise_std=sigma * (hi - lo), training_input_noise_std=extra * (hi - lo))
             sampler = PatchSampler(stacks, cfg.patch, cfg.edge_mix, cfg.flips, gen, noise=extra)
             del stacks
@@ -317,19 +330,21 @@ def selfsup_upscale(
     return with_grid(volume, out[None], affine_out), facts
 
 
-def _training_stacks(norm, axis, sizes, r, thickness, spacing, both_axes, phases=False):
+def _training_stacks(norm, axis, sizes, r, thickness, spacing, profile, cfg):
     """(LR, HR) stacks from in-plane slices, degraded along the first (and second) in-plane axis."""
     slices = torch.movedim(norm, axis, 0)  # (n, A, B)
     in_plane = [a for a in range(3) if a != axis]
-    stacks = make_stacks(slices, float(sizes[in_plane[0]]), r, thickness, spacing, phases)
-    if both_axes:
-        stacks += make_stacks(
-            slices.transpose(1, 2), float(sizes[in_plane[1]]), r, thickness, spacing, phases
-        )
-    return stacks
+    views = [(slices, in_plane[0])] + ([(slices.transpose(1, 2), in_plane[1])] if cfg.both_axes else [])
+    return [
+        stack
+        for images, along in views
+        for stack in make_stacks(images, float(sizes[along]), r, thickness, spacing, cfg.phases, profile)
+    ]
 
 
-def _check_model(doc: dict, r: int, thickness: float, spacing: float, path: Path) -> None:
+def _check_model(
+    doc: dict, r: int, thickness: float, spacing: float, profile: str | None, path: Path
+) -> None:
     """Refuse a stored model trained for another network factor or a clearly different slice profile."""
     if int(doc.get("network_factor", -1)) != r:
         raise MedsrError(
@@ -343,6 +358,12 @@ def _check_model(doc: dict, r: int, thickness: float, spacing: float, path: Path
                 f"{path} was trained for {key.replace('_mm', '').replace('_', ' ')} {stored:g} mm; this scan has "
                 f"{value:g} mm: pass --thickness {stored:g} if that is right, or train a new model (omit --model)"
             )
+    stored_profile = doc.get("profile", "gaussian")
+    if profile is not None and profile != stored_profile:
+        raise MedsrError(
+            f"{path} was trained for {stored_profile} slice profiles, not {profile}: omit --profile to use "
+            "the model as trained, or train a new model (omit --model)"
+        )
 
 
 def config_with(**changes: Any) -> SelfSupConfig:

@@ -20,6 +20,9 @@ FWHM_PER_SIGMA = 2.0 * np.sqrt(2.0 * np.log(2.0))
 
 Profile = str | np.ndarray
 
+#: Named slice profiles (a 1-D kernel array is the alternative).
+PROFILES = ("gaussian", "boxcar")
+
 
 def profile_cdf(profile: Profile, thickness: float, kernel_step: float | None = None):
     """Cumulative slice profile ``F(x)`` (x in mm from the slab centre), with ``F(-inf)=0, F(inf)=1``.
@@ -39,7 +42,9 @@ def profile_cdf(profile: Profile, thickness: float, kernel_step: float | None = 
             return lambda x: 0.5 * (1.0 + erf(np.asarray(x) / (sigma * np.sqrt(2.0))))
         if name == "boxcar":
             return lambda x: np.clip((np.asarray(x) + thickness / 2.0) / thickness, 0.0, 1.0)
-        raise MedsrError(f"slice profile {profile!r} is not one of gaussian, boxcar (or pass a 1-D kernel)")
+        raise MedsrError(
+            f"slice profile {profile!r} is not one of {', '.join(PROFILES)} (or pass a 1-D kernel)"
+        )
     kernel = np.asarray(profile, dtype=np.float64).ravel()
     if kernel.size == 0 or np.any(kernel < 0) or not np.isfinite(kernel).all() or kernel.sum() <= 0:
         raise MedsrError("a user slice profile must be a non-empty 1-D array of finite, non-negative weights")
