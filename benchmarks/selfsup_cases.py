@@ -63,6 +63,10 @@ SUITE: dict[str, dict] = {
     "ct S-I x4 (HU)": {"name": "ct"},
     "ct S-I x5 (HU)": {"name": "ct", "spacing": 5.0},
     "ct x4 gaussian 20 HU": {"name": "ct", "noise": "gaussian:20"},
+    "t1 x4 boxcar slices": {"name": "t1", "profile": "boxcar"},
+    "t1 x4 boxcar slices told gaussian": {"name": "t1", "profile": "boxcar", "assumed_profile": "gaussian"},
+    "t1 x4 gaussian slices told boxcar": {"name": "t1", "assumed_profile": "boxcar"},
+    "ct x4 boxcar slices (HU)": {"name": "ct", "profile": "boxcar"},
 }
 
 
@@ -123,8 +127,13 @@ def load_case(
     spacing: float | None = None,
     thickness: float | None = None,
     noise: str | None = None,
+    profile: str = "gaussian",
+    assumed_profile: str | None = None,
 ) -> dict:
-    """HR volume, simulated LR volume, and what scoring needs; HR is cropped so LR slabs tile it exactly."""
+    """HR volume, simulated LR volume, and what scoring needs; HR is cropped so LR slabs tile it exactly.
+
+    ``profile`` shapes the simulated slices; ``assumed_profile`` is what medsr is told (default: the same).
+    """
     hr = synthetic_ct() if name == "ct" else mni_volume(name)
     affine = affine_of(hr)
     ax = geometry.axis_from_direction(affine, "S") if axis is None else axis
@@ -138,7 +147,7 @@ def load_case(
     index = [slice(None)] * 4
     index[1 + ax] = slice(0, keep)
     hr = make_volume(hr.as_tensor()[tuple(index)], affine)
-    lr = simulate_thick_slices(hr, thickness, float(spacing), axis=ax, noise=noise, rng=0)
+    lr = simulate_thick_slices(hr, thickness, float(spacing), axis=ax, profile=profile, noise=noise, rng=0)
     data = hr.as_tensor().numpy()[0].astype(np.float32)
     valid = np.ones(data.shape, bool)
     mask, _ = metrics.foreground_mask(data, valid)  # Otsu, as medsr evaluate --mask auto
@@ -147,7 +156,8 @@ def load_case(
     lo, hi = metrics.robust_range(data)
     title = (
         f"{name} {tuple(hr.shape[1:])}, axis {ax}, thickness {thickness:g} mm, spacing {float(spacing):g} mm"
-        f" (x{float(ratio):.4g}), noise {noise or 'none'}"
+        f" (x{float(ratio):.4g}), {profile} profile, noise {noise or 'none'}"
+        + (f", medsr told {assumed_profile}" if assumed_profile not in (None, profile) else "")
     )
     return {
         "name": name,
@@ -157,6 +167,7 @@ def load_case(
         "axis": ax,
         "factor": float(ratio),
         "thickness": float(thickness),
+        "profile": assumed_profile or profile,
         "mask": mask,
         "whole": whole,
         "range": hi - lo,
