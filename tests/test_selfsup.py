@@ -235,10 +235,10 @@ def test_noise_estimate_and_training_input_noise() -> None:
     assert input_noise(0.03, 4, 4.0, 4.0, "boxcar") == pytest.approx(0.03 * np.sqrt(1 - 1 / 4))  # mean of 4
 
 
-@pytest.mark.parametrize("expand", [1, 4])
-def test_tiled_inference_equals_whole_planes(expand: int) -> None:
+@pytest.mark.parametrize("expand,fold", [(1, 1), (4, 1), (4, 2), (1, 3)])
+def test_tiled_inference_equals_whole_planes(expand: int, fold: int) -> None:
     torch.manual_seed(0)
-    net = SliceSR2d(3, features=8, blocks=2, expand=expand)
+    net = SliceSR2d(3, features=8, blocks=2, expand=expand, fold=fold)
     for p in net.parameters():
         torch.nn.init.normal_(p, std=0.1)
     vol = torch.rand(9, 30, 6)

@@ -41,9 +41,10 @@ def run_network(
         tile: compute in tiles of this many columns (plus the receptive-field halo); None = whole planes.
         flips: also run on the planes flipped along each axis and average the four results.
     """
-    width = x.shape[-1]
-    tile = width if tile is None else max(1, tile)
-    halo = net.halo if tile < width else 0
+    width, fold = x.shape[-1], getattr(net, "fold", 1)
+    tile = width if tile is None else max(fold, tile - tile % fold)
+    # Tiles and halos start on multiples of ``fold``: each tile folds columns as the whole plane would.
+    halo = -(-net.halo // fold) * fold if tile < width else 0
     out = torch.empty(x.shape[0], 1, n_out, width, dtype=torch.float32)
     variants = ((), (2,), (3,), (2, 3)) if flips else ((),)
     for w0 in range(0, width, tile):
