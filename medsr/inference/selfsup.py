@@ -1,13 +1,14 @@
 """Self-supervised through-plane super-resolution: learn from the scan itself (SMORE / ECLARE family).
 
 No training set and no pretrained weights. The in-plane axes of a thick-slice scan are high
-resolution, so degrading in-plane slices along an in-plane axis with the through-plane slice
-profile (Gaussian or boxcar, FWHM = slice thickness, slab spacing = slice spacing) yields (LR, HR) pairs
+resolution, so degrading in-plane slices along an in-plane axis with the through-plane slice profile
+(Gaussian or boxcar, FWHM = slice thickness, slab spacing = slice spacing) yields (LR, HR) pairs
 (:mod:`medsr.inference.patches`). A small 2-D network (:class:`medsr.models.SliceSR2d`) learns the
-inverse, then runs along the slice axis in the two orthogonal planes that contain it, and the two
-results are averaged (:mod:`medsr.inference.apply`). Training inputs get extra Gaussian noise up to
-the scan's own estimated noise level (:func:`medsr.inference.patches.input_noise`), so the network
-sharpens without amplifying noise.
+inverse, then runs along the slice axis in the two orthogonal planes that contain it, each plane
+also flipped along either and both axes, and the eight results are averaged
+(:mod:`medsr.inference.apply`). Training inputs get extra Gaussian noise up to the scan's own
+estimated noise level (:func:`medsr.inference.patches.input_noise`), so the network sharpens
+without amplifying noise.
 
 A non-integer factor ``s`` trains for the integer ``R = ceil(s)`` (in-plane slices resampled to
 ``slice_spacing / R``) and resamples the network's output onto the convention grid of
@@ -49,13 +50,13 @@ class SelfSupConfig:
     features: int = 16
     blocks: int = 4
     expand: int = 4  # wide activation (WDSR): ReLUs act on features * expand channels
-    fold: int = 1  # columns folded into channels (space-to-depth along the in-plane axis)
+    fold: int = 2  # columns folded into channels (space-to-depth along the in-plane axis): 2x cheaper steps
     kernel: tuple[int, int] = (3, 3)
     grid: str = "lr"  # "lr": compute on the LR grid + sub-pixel step; "hr": refine a cubic upsampling
     base: str = "cubic"  # residual on "cubic", "linear" or "none"
     patch: tuple[int, int] = (16, 64)  # LR rows x columns of a training patch
     batch: int = 32
-    steps: int = 3000  # default when neither steps nor budget_s is given, together with...
+    steps: int = 10000  # default when neither steps nor budget_s is given, together with...
     budget_s: float = 150.0  # ...this time budget: whichever ends first
     lr: float = 2e-3
     edge_mix: float = 0.5  # share of uniform patch sampling (1.0 = uniform, 0.0 = edges only)
@@ -64,7 +65,7 @@ class SelfSupConfig:
     flips: bool = True  # random flips of training pairs
     match_noise: bool = True  # add noise to training inputs up to the scan's own noise level
     planes: str = "both"  # fuse both plane sets ("both") or use one ("a", "b")
-    tta_flips: bool = False  # average four flipped passes at inference
+    tta_flips: bool = True  # average four flipped passes at inference (+0.1 dB for 4x inference time)
     schedule: str = "cosine"  # learning rate over training: "cosine" decay or "constant"
     ema: float = 0.0  # average the weights (decay per step) and use the average; 0 = last weights
     amp: bool = True  # bfloat16 autocast on CUDA, and on CPUs with native bfloat16 (AVX512-BF16 / AMX)
