@@ -78,6 +78,7 @@ def infer(
         is_batch,
         select_shard,
     )
+    from medsr.inference.predict import refuse_profile
 
     if method is None:
         method = "model" if model is not None else DEFAULT_METHOD
@@ -87,12 +88,7 @@ def infer(
         if save_model is not None:
             learner["save_model"] = save_model
     if profile is not None:
-        if method != "selfsup":
-            from medsr.errors import MedsrError
-
-            raise MedsrError(
-                f"--profile {profile} only shapes selfsup training; --method {method} does not take it"
-            )
+        refuse_profile(method, profile)  # before any scan is read: a batch would fail every one
         learner["profile"] = profile
     opts = InferOptions(
         factor=factor,

@@ -91,12 +91,8 @@ def upscale(
         thickness = volume.meta.get("slice_thickness") or float(geometry.voxel_sizes(affine_of(volume))[ax])
     if not (np.isfinite(thickness) and thickness > 0):
         raise MedsrError(f"slice thickness {thickness} mm must be positive")
-    profile = options.pop("profile", None) if method != "selfsup" else None
-    if profile is not None:
-        raise MedsrError(
-            f"a slice profile ({profile!r}) only shapes selfsup training; method {method!r} does not take one: "
-            "drop --profile"
-        )
+    if method != "selfsup":
+        refuse_profile(method, options.pop("profile", None))
     facts: dict[str, Any] = {"method": method, "axis": ax, "factor": factor, "thickness_mm": float(thickness)}
     volume, replaced = finite_volume(volume)
     if replaced:
@@ -130,6 +126,14 @@ def upscale(
     facts["spacing_mm"] = geometry.voxel_sizes(affine_of(out)).round(6).tolist()
     out.meta["medsr"] = facts
     return out
+
+
+def refuse_profile(method: str, profile: str | None) -> None:
+    """A slice profile only shapes selfsup training: refuse one given with any other method."""
+    if profile is not None and method != "selfsup":
+        raise MedsrError(
+            f"--profile {profile} only shapes selfsup training; method {method!r} does not take it: drop --profile"
+        )
 
 
 def finite_volume(volume: MetaTensor) -> tuple[MetaTensor, dict[str, int]]:

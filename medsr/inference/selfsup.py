@@ -65,7 +65,7 @@ class SelfSupConfig:
     flips: bool = True  # random flips of training pairs
     match_noise: bool = True  # add noise to training inputs up to the scan's own noise level
     planes: str = "both"  # fuse both plane sets ("both") or use one ("a", "b")
-    tta_flips: bool = True  # average four flipped passes at inference (+0.1 dB for 4x inference time)
+    tta_flips: bool = True  # average four flipped passes at inference (4x inference time)
     schedule: str = "cosine"  # learning rate over training: "cosine" decay or "constant"
     ema: float = 0.0  # average the weights (decay per step) and use the average; 0 = last weights
     amp: bool = True  # bfloat16 autocast on CUDA, and on CPUs with native bfloat16 (AVX512-BF16 / AMX)
