@@ -41,7 +41,7 @@ def run_network(
         tile: compute in tiles of this many columns (plus the receptive-field halo); None = whole planes.
         flips: also run on the planes flipped along each axis and average the four results.
     """
-    width, fold = x.shape[-1], getattr(net, "fold", 1)
+    width, fold = x.shape[-1], net.fold
     tile = width if tile is None else max(fold, tile - tile % fold)
     # Tiles and halos start on multiples of ``fold``: each tile folds columns as the whole plane would.
     halo = -(-net.halo // fold) * fold if tile < width else 0
