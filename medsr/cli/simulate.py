@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from medsr.cli.options import Axis, Overwrite, Scan, Series, VolumeIndex
+from medsr.transforms.functional import DEFAULT_PROFILE
 
 
 def simulate(
@@ -25,7 +26,7 @@ def simulate(
     ] = None,
     profile: Annotated[
         str, typer.Option("--profile", help="Slice profile: gaussian or boxcar.")
-    ] = "gaussian",
+    ] = DEFAULT_PROFILE,
     noise: Annotated[
         str | None,
         typer.Option("--noise", help="gaussian:SIGMA (image units, e.g. HU) or rician:SNR (magnitude MRI)."),

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from medsr.transforms.functional import apply_slab_weights, slab_weights
+from medsr.transforms.functional import DEFAULT_PROFILE, apply_slab_weights, slab_weights
 
 #: Candidate patch positions kept per stack (positions are strided beyond this).
 MAX_CANDIDATES = 2_000_000
@@ -57,7 +57,7 @@ def make_stacks(
     thickness: float,
     slice_spacing: float,
     phases: bool = True,
-    profile: str = "gaussian",
+    profile: str = DEFAULT_PROFILE,
 ) -> list[PairStack]:
     """Degrade (S, L, W) images along L into (LR, HR) stacks, one per slab-grid phase.
 
@@ -110,7 +110,7 @@ def estimate_noise(slices: torch.Tensor, floor: float = 0.1, max_slices: int = 3
 
 
 def input_noise(
-    sigma: float, factor: int, thickness: float, slice_spacing: float, profile: str = "gaussian"
+    sigma: float, factor: int, thickness: float, slice_spacing: float, profile: str = DEFAULT_PROFILE
 ) -> float:
     """Std of the noise to add to training LR pixels so they are as noisy as the acquired slices.
 

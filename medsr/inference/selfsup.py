@@ -38,7 +38,7 @@ from medsr.inference.selfsup_progress import progress_bars
 from medsr.inference.selfsup_store import load_selfsup_model, save_selfsup_model
 from medsr.io.volume import affine_of, spatial_shape, with_grid
 from medsr.models import MODELS
-from medsr.transforms.functional import PROFILES
+from medsr.transforms.functional import DEFAULT_PROFILE, PROFILES
 
 ARCHITECTURE = "slice_sr2d"
 
@@ -248,7 +248,7 @@ def selfsup_upscale(
         "network_factor": r,
         "thickness_mm": thickness,
         "slice_spacing_mm": spacing,
-        "profile": profile or "gaussian",
+        "profile": profile or DEFAULT_PROFILE,
         "training_hr_spacing_mm": spacing / r,
         "intensity_range": [lo, hi],
         "device": str(dev),
@@ -265,7 +265,7 @@ def selfsup_upscale(
                 model_loaded=str(model),
                 steps=0,
                 architecture_kwargs=doc["model_args"],
-                profile=doc.get("profile", "gaussian"),
+                profile=doc.get("profile", DEFAULT_PROFILE),
             )
         else:
             kwargs = cfg.model_kwargs(r)
@@ -359,7 +359,7 @@ def _check_model(
                 f"{path} was trained for {key.replace('_mm', '').replace('_', ' ')} {stored:g} mm; this scan has "
                 f"{value:g} mm: pass --thickness {stored:g} if that is right, or train a new model (omit --model)"
             )
-    stored_profile = doc.get("profile", "gaussian")
+    stored_profile = doc.get("profile", DEFAULT_PROFILE)
     if profile is not None and profile != stored_profile:
         raise MedsrError(
             f"{path} was trained for {stored_profile} slice profiles, not {profile}: omit --profile to use "

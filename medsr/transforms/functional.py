@@ -23,6 +23,9 @@ Profile = str | np.ndarray
 #: Named slice profiles (a 1-D kernel array is the alternative).
 PROFILES = ("gaussian", "boxcar")
 
+#: Profile assumed when none is named (simulation defaults and self-supervised training).
+DEFAULT_PROFILE = "gaussian"
+
 
 def profile_cdf(profile: Profile, thickness: float, kernel_step: float | None = None):
     """Cumulative slice profile ``F(x)`` (x in mm from the slab centre), with ``F(-inf)=0, F(inf)=1``.
