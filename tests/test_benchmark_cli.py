@@ -105,6 +105,8 @@ def test_learned_methods_get_budget_and_failures_are_reported(
             "7",
             "--steps",
             "3",
+            "--profile",
+            "Boxcar",
             "--in-process",
             "-o",
             str(tmp_path / "b"),
@@ -113,11 +115,37 @@ def test_learned_methods_get_budget_and_failures_are_reported(
     assert result.exit_code == 1, result.output  # one method failed, the others still reported
     selfsup = next(c for c in calls if c["method"] == "selfsup")
     assert selfsup["budget_s"] == 7 and selfsup["steps"] == 3 and selfsup["thickness"] == pytest.approx(4.0)
+    assert selfsup["profile"] == "boxcar" and selfsup["progress"] is True
     assert "budget_s" not in next(c for c in calls if c["method"] == "bspline")
-    assert next(c for c in calls if c["method"] == "model")["model"] == str(ckpt)
+    model = next(c for c in calls if c["method"] == "model")
+    assert model["model"] == str(ckpt) and "profile" not in model  # a trained model keeps its own
+    assert "benchmark [2/3] selfsup: done in" in result.output
+    assert "benchmark [3/3] model:net.safetensors: failed: checkpoint is not a medsr model" in result.output
     rows = {r["name"]: r for r in json.loads((tmp_path / "b" / "report.json").read_text())["methods"]}
     assert rows["model:net.safetensors"]["error"] == "checkpoint is not a medsr model"
     assert "psnr_db" in rows["selfsup"]
+    report = json.loads((tmp_path / "b" / "report.json").read_text())
+    assert report["simulation"]["profile"] == "boxcar" and "--profile boxcar" in report["command"]
+
+
+def test_benchmark_simulates_the_profile_it_is_given(tmp_path: Path, hr_path: Path) -> None:
+    from medsr.io.readers import load_volume
+    from medsr.transforms.array import simulate_thick_slices
+
+    lrs = {}
+    for profile in ("gaussian", "boxcar"):
+        out = tmp_path / profile
+        args = ["benchmark", str(hr_path), "--axis", "2", "--methods", "nearest", "--profile", profile]
+        result = runner.invoke(app, [*args, "--in-process", "--no-progress", "-o", str(out)])
+        assert result.exit_code == 0, result.output
+        assert "benchmark [" not in result.output
+        lrs[profile] = load_volume(out / "lr.nii.gz").as_tensor().numpy()
+    hr = load_volume(hr_path)
+    boxcar = simulate_thick_slices(hr, 4.0, 4.0, axis=2, profile="boxcar").as_tensor().numpy()
+    np.testing.assert_allclose(lrs["boxcar"], boxcar, rtol=1e-5, atol=1e-4)
+    assert np.abs(lrs["boxcar"] - lrs["gaussian"]).max() > 0.01 * np.abs(boxcar).max()
+    result = runner.invoke(app, ["benchmark", str(hr_path), "--profile", "sinc", "-o", str(tmp_path / "x")])
+    assert result.exit_code == 2 and "sinc" in result.output and "gaussian, boxcar" in result.output
 
 
 def test_method_list_errors() -> None:

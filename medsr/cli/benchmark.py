@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from medsr.cli.options import Axis, Overwrite, Scan
+from medsr.transforms.functional import DEFAULT_PROFILE
 
 
 def benchmark(
@@ -20,6 +21,13 @@ def benchmark(
         float | None,
         typer.Option("--thickness", help="Slice profile FWHM in mm (default: the slice spacing)."),
     ] = None,
+    profile: Annotated[
+        str,
+        typer.Option(
+            "--profile",
+            help="Simulated slice profile, gaussian or boxcar; selfsup is told the same.",
+        ),
+    ] = DEFAULT_PROFILE,
     axis: Axis = None,
     methods: Annotated[
         str, typer.Option("--methods", help="Comma list: nearest, linear, bspline, selfsup, model:CKPT.")
@@ -45,6 +53,9 @@ def benchmark(
         typer.Option("--isolate/--in-process", help="Run each method in a fresh process (measures memory)."),
     ] = True,
     overwrite: Overwrite = False,
+    progress: Annotated[
+        bool, typer.Option("--progress/--no-progress", help="Show a line per method and training progress.")
+    ] = True,
 ) -> None:
     """Simulate a thick-slice scan from SCAN (an HR volume), upscale it with each method and compare.
 
@@ -55,10 +66,11 @@ def benchmark(
     from medsr.evaluation.benchmark import BenchmarkOptions, parse_methods, run_benchmark
 
     specs = parse_methods(methods)
-    learner = {"budget_s": budget, "steps": steps, "device": device, "seed": seed, "progress": False}
+    learner = {"budget_s": budget, "steps": steps, "device": device, "seed": seed}
     opts = BenchmarkOptions(
         factor=factor,
         thickness=thickness,
+        profile=profile.strip().lower(),
         axis=axis,
         methods=tuple(specs),
         mask=mask,
@@ -67,8 +79,9 @@ def benchmark(
         learner=learner,
         isolate=isolate,
         overwrite=overwrite,
+        progress=progress,
     )
-    command = _command(scan, outdir, factor, thickness, axis, methods, budget, noise)
+    command = _command(scan, outdir, factor, thickness, opts.profile, axis, methods, budget, noise)
     result = run_benchmark(scan, outdir, opts, command=command)
     from medsr.evaluation.report import benchmark_table
 
@@ -78,9 +91,10 @@ def benchmark(
         raise typer.Exit(1)
 
 
-def _command(scan, outdir, factor, thickness, axis, methods, budget, noise) -> str:
+def _command(scan, outdir, factor, thickness, profile, axis, methods, budget, noise) -> str:
     parts = ["medsr benchmark", str(scan), f"--factor {factor:g}"]
     parts += [f"--thickness {thickness:g}"] if thickness is not None else []
+    parts += [f"--profile {profile}"] if profile != DEFAULT_PROFILE else []
     parts += [f"--axis {axis}"] if axis is not None else []
     parts += [f"--methods {methods}", *([f"--budget {budget:g}"] if budget is not None else [])]
     parts += [f"--noise {noise}"] if noise else []

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from medsr.errors import MedsrError
+from medsr.transforms.functional import DEFAULT_PROFILE, PROFILES
 
 INTERPOLATION_METHODS = ("nearest", "linear", "bspline")
 MEMORY_MEASURE = (
@@ -75,6 +76,7 @@ class BenchmarkOptions:
 
     factor: float = 4.0
     thickness: float | None = None
+    profile: str = DEFAULT_PROFILE  # simulated slice profile; selfsup is told the same
     axis: str | None = None
     methods: tuple[MethodSpec, ...] = tuple(MethodSpec(m, m) for m in INTERPOLATION_METHODS)
     mask: str = "auto"
@@ -83,6 +85,7 @@ class BenchmarkOptions:
     learner: dict[str, Any] = field(default_factory=dict)
     isolate: bool = True
     overwrite: bool = False
+    progress: bool = False  # a line per method on stderr, and the learned methods' own progress bars
 
 
 def run_method(spec: dict[str, Any]) -> dict[str, Any]:
@@ -121,18 +124,22 @@ def run_method(spec: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def run_isolated(spec: dict[str, Any]) -> dict[str, Any]:
-    """:func:`run_method` in a fresh Python process; a failure comes back as ``{"error": ...}``."""
+def run_isolated(spec: dict[str, Any], show_output: bool = False) -> dict[str, Any]:
+    """:func:`run_method` in a fresh Python process; a failure comes back as ``{"error": ...}``.
+
+    With ``show_output`` the worker's stderr (its progress bars) goes to this process's stderr.
+    """
     with tempfile.TemporaryDirectory(prefix="medsr-bench-") as tmp:
         spec_path, result_path = Path(tmp) / "spec.json", Path(tmp) / "result.json"
         spec_path.write_text(json.dumps({**spec, "result": str(result_path)}, default=str))
         proc = subprocess.run(
             [sys.executable, "-m", "medsr.evaluation.benchmark", str(spec_path)],
-            capture_output=True,
+            stdout=subprocess.PIPE,
+            stderr=None if show_output else subprocess.PIPE,
             text=True,
         )
         if proc.returncode != 0 or not result_path.exists():
-            lines = [ln for ln in proc.stderr.strip().splitlines() if ln.strip()]
+            lines = [ln for ln in (proc.stderr or "").strip().splitlines() if ln.strip()]
             return {"error": lines[-1] if lines else f"worker exited with code {proc.returncode}"}
         return json.loads(result_path.read_text())
 
@@ -185,13 +192,17 @@ def run_benchmark(
         raise MedsrError(f"--factor {opts.factor} must be above 1 (the LR slice spacing in HR voxels)")
     spacing = float(opts.factor * geometry.voxel_sizes(hr_affine)[axis])
     thickness = spacing if opts.thickness is None else float(opts.thickness)
-    lr = simulate_thick_slices(hr, thickness, spacing, axis=axis, noise=opts.noise, rng=0)
+    if opts.profile not in PROFILES:
+        raise MedsrError(f"--profile {opts.profile!r} is not one of {', '.join(PROFILES)}")
+    lr = simulate_thick_slices(
+        hr, thickness, spacing, axis=axis, profile=opts.profile, noise=opts.noise, rng=0
+    )
     lr_path = outdir / "lr.nii.gz"
     save_volume(lr, lr_path, overwrite=True)
     rows: list[dict[str, Any]] = []
     srs: dict[str, Any] = {}
     summary: dict[str, Any] = {}
-    for m in opts.methods:
+    for k, m in enumerate(opts.methods, 1):
         output = outdir / f"sr_{safe_name(m.name.replace(':', '_'))}.nii.gz"
         spec = {
             "lr": str(lr_path),
@@ -201,13 +212,15 @@ def run_benchmark(
             "factor": float(opts.factor),
             "axis": axis,
             "thickness": thickness,
-            "learner": opts.learner if m.method in ("selfsup", "model") else {},
+            "learner": _learner(m, opts),
         }
         row: dict[str, Any] = {"name": m.name, "method": m.method, "output": output.name}
+        _say(opts, f"benchmark [{k}/{len(opts.methods)}] {m.name} ...")
         try:
-            facts = run_isolated(spec) if opts.isolate else run_method(spec)
+            facts = run_isolated(spec, opts.progress) if opts.isolate else run_method(spec)
         except Exception as err:  # in-process run: report it in the row like the worker does
             facts = {"error": _one_line(err)}
+        _say(opts, f"benchmark [{k}/{len(opts.methods)}] {m.name}: " + _outcome(facts))
         if "error" in facts:
             rows.append({**row, "error": facts["error"]})
             continue
@@ -246,6 +259,25 @@ def run_benchmark(
 
 
 _FACT_KEYS = ("seconds", "peak_rss_mb", "method_rss_mb", "peak_gpu_mb")
+
+
+def _learner(spec: MethodSpec, opts: BenchmarkOptions) -> dict[str, Any]:
+    """Options for a learned method: the run's learner options, progress, and for selfsup the profile."""
+    if spec.method not in ("selfsup", "model"):
+        return {}
+    extra = {"profile": opts.profile} if spec.method == "selfsup" else {}
+    return {**opts.learner, "progress": opts.progress, **extra}
+
+
+def _say(opts: BenchmarkOptions, line: str) -> None:
+    if opts.progress:
+        print(line, file=sys.stderr, flush=True)
+
+
+def _outcome(facts: dict[str, Any]) -> str:
+    if "error" in facts:
+        return f"failed: {facts['error']}"
+    return f"done in {facts['seconds']:.1f} s"
 
 
 def _panels(outdir: Path, lr, srs: dict, hr, opts: BenchmarkOptions, title: str) -> list[Path]:
