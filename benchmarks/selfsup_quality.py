@@ -171,7 +171,7 @@ ABLATION_COLUMNS = [
 
 def ablation(case: dict, args) -> None:
     cubic = next(r for r in baselines(case) if r["method"] == "cubic B-spline")
-    names = args.variants.split(",") if args.variants else list(ABLATIONS)
+    names = args.variants
     print(
         f"\n{case['title']}; cubic B-spline {cubic['psnr']:.2f} dB / SSIM {cubic['ssim']:.4f}; "
         f"training budget {args.budget or 'default'} s, steps {args.steps or 'default'}\n"
@@ -204,7 +204,7 @@ SUITE_COLUMNS = [
 
 
 def suite(args) -> None:
-    names = args.cases.split(",") if args.cases else list(SUITE)
+    names = args.cases
     print(f"\ntraining steps {args.steps or 'default'}, budget {args.budget or 'default'} s\n")
     print(table([], SUITE_COLUMNS))
     for name in names:
@@ -216,6 +216,15 @@ def suite(args) -> None:
         row = {"case": name, **facts, **score(case, out), "cubic": cubic["psnr"], "cubic_ssim": cubic["ssim"]}
         row["gain"] = row["psnr"] - cubic["psnr"]
         print(table([row], SUITE_COLUMNS).splitlines()[-1], flush=True)
+
+
+def pick(parser: argparse.ArgumentParser, option: str, text: str | None, known: dict) -> list[str]:
+    """Names from a comma list (all of ``known`` when None); an unknown name is a usage error."""
+    names = [n.strip() for n in text.split(",") if n.strip()] if text else list(known)
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        parser.error(f"{option}: unknown {', '.join(map(repr, unknown))}; choose from: {'; '.join(known)}")
+    return names
 
 
 def main() -> None:
@@ -237,6 +246,8 @@ def main() -> None:
     p.add_argument("--cases", default=None, help=f"comma list from: {', '.join(SUITE)}")
     p.add_argument("--json", default=None, help="also write the main table's rows as JSON here")
     args = p.parse_args()
+    args.variants = pick(p, "--variants", args.variants, ABLATIONS)
+    args.cases = pick(p, "--cases", args.cases, SUITE)
     if args.suite:
         suite(args)
         return
