@@ -30,12 +30,15 @@ class PairStack:
             covers HR rows ``offset + R * k`` to ``offset + R * (k + 1) - 1`` (slab 0 starts at ``offset``).
         factor: integer ratio R of HR to LR rows.
         offset: first HR row of slab 0 (0 <= offset < R: the slab grid's phase).
+        valid: None (every pixel usable) or (m, W) bool, the same for every image: LR pixel ``(k, j)``
+            and its HR rows hold image content only (no padding of a rotated slice reaches them).
     """
 
     hr: torch.Tensor
     lr: torch.Tensor
     factor: int
     offset: int = 0
+    valid: torch.Tensor | None = None
 
 
 def resample_rows(images: torch.Tensor, n_out: int, chunk: int = 16) -> torch.Tensor:
@@ -58,6 +61,7 @@ def make_stacks(
     slice_spacing: float,
     phases: bool = True,
     profile: str = DEFAULT_PROFILE,
+    valid: torch.Tensor | None = None,
 ) -> list[PairStack]:
     """Degrade (S, L, W) images along L into (LR, HR) stacks, one per slab-grid phase.
 
@@ -70,12 +74,16 @@ def make_stacks(
             offset 0 only. The HR images are shared; LR stacks take about one HR volume in all.
         profile: slice profile shape, ``"gaussian"`` or ``"boxcar"`` (see
             :func:`medsr.transforms.functional.profile_cdf`).
+        valid: None, or (L, W) bool marking the pixels of every image that hold content (not padding);
+            each stack then marks the LR pixels whose slab or HR rows reach an invalid pixel.
     """
     hr_spacing = slice_spacing / factor
     n_rows = images.shape[1]
     if abs(row_spacing - hr_spacing) > 0.01 * hr_spacing:
         n_rows = max(int(round(n_rows * row_spacing / hr_spacing)), factor)
         images = resample_rows(images, n_rows)
+        if valid is not None:
+            valid = (resample_rows(valid[None].float(), n_rows)[0] - 1.0).abs() < 1e-3
     hr = images.float().contiguous()  # contiguous: fast patch gathers
     stacks = []
     for offset in range(factor if phases else 1):
@@ -83,8 +91,18 @@ def make_stacks(
             break
         weights = slab_weights(n_rows - offset, hr_spacing, thickness, slice_spacing, profile)
         lr = apply_slab_weights(hr[:, offset:], weights, axis=1).contiguous()
-        stacks.append(PairStack(hr=hr, lr=lr, factor=factor, offset=offset))
+        usable = None if valid is None else _usable(valid[offset:], weights, factor)
+        stacks.append(PairStack(hr=hr, lr=lr, factor=factor, offset=offset, valid=usable))
     return stacks
+
+
+def _usable(valid: torch.Tensor, weights: np.ndarray, factor: int) -> torch.Tensor:
+    """(m, W) bool: LR pixels whose slab weights and own HR rows touch only valid HR pixels."""
+    invalid = (~valid).float()
+    reached = apply_slab_weights(invalid[None], np.abs(weights), axis=1)[0] > 1e-6
+    m = weights.shape[0]
+    own = invalid[: m * factor].reshape(m, factor, -1).amax(1) > 0
+    return ~(reached | own)
 
 
 #: Laplacian mask of Immerkaer (1996); its response to white noise of std s has std 6 s.
@@ -184,6 +202,12 @@ class PatchSampler:
                 mass[s0 : s0 + 16] = box[:, ::stride, ::stride]
             mean = float(mass.mean())
             mass = (1.0 - edge_mix) * mass / mean + edge_mix if mean > 0 else torch.ones_like(mass)
+        if stack.valid is not None:  # no patch may touch padding
+            bad = F.pad((~stack.valid).double().cumsum(0).cumsum(1), (1, 0, 1, 0))
+            box = bad[pl:, pw:] - bad[:-pl, pw:] - bad[pl:, :-pw] + bad[:-pl, :-pw]
+            mass = mass * (box[::stride, ::stride] < 0.5)
+            if not bool((mass > 0).any()):
+                mass = torch.ones_like(mass)  # a slice too small to hold a whole patch: use it all
         return mass.flatten().cumsum(0), grid, (stride, stride)
 
     def sample(self, batch: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -1,9 +1,10 @@
 """Self-supervised through-plane super-resolution: learn from the scan itself (SMORE / ECLARE family).
 
 No training set and no pretrained weights. The in-plane axes of a thick-slice scan are high
-resolution, so degrading in-plane slices along an in-plane axis with the through-plane slice profile
-(Gaussian or boxcar, FWHM = slice thickness, slab spacing = slice spacing) yields (LR, HR) pairs
-(:mod:`medsr.inference.patches`). A small 2-D network (:class:`medsr.models.SliceSR2d`) learns the
+resolution, so degrading in-plane slices along an in-plane direction with the through-plane slice
+profile (Gaussian or boxcar, FWHM = slice thickness, slab spacing = slice spacing) yields (LR, HR)
+pairs (:mod:`medsr.inference.patches`); the directions are both in-plane axes and, on slices rotated
+by 45 degrees, both diagonals (:mod:`medsr.inference.training_views`). A small 2-D network (:class:`medsr.models.SliceSR2d`) learns the
 inverse, then runs along the slice axis in the two orthogonal planes that contain it, each plane
 also flipped along either and both axes, and the eight results are averaged
 (:mod:`medsr.inference.apply`). Training inputs get extra Gaussian noise up to the scan's own
@@ -33,9 +34,10 @@ from monai.data import MetaTensor
 from medsr import geometry
 from medsr.errors import MedsrError
 from medsr.inference.apply import count_planes, upscale_volume
-from medsr.inference.patches import PatchSampler, estimate_noise, input_noise, make_stacks
+from medsr.inference.patches import PatchSampler, estimate_noise, input_noise
 from medsr.inference.selfsup_progress import progress_bars
 from medsr.inference.selfsup_store import load_selfsup_model, save_selfsup_model
+from medsr.inference.training_views import training_stacks
 from medsr.io.volume import affine_of, spatial_shape, with_grid
 from medsr.models import MODELS
 from medsr.transforms.functional import DEFAULT_PROFILE, PROFILES
@@ -61,6 +63,7 @@ class SelfSupConfig:
     lr: float = 2e-3
     edge_mix: float = 0.5  # share of uniform patch sampling (1.0 = uniform, 0.0 = edges only)
     both_axes: bool = True  # degrade along both in-plane axes (else the first only)
+    rotations: tuple[float, ...] = (45.0,)  # also in-plane slices rotated by these angles (degrees)
     phases: bool = False  # train on every slab-grid phase (R LR stacks per axis), else phase 0 only
     flips: bool = True  # random flips of training pairs
     match_noise: bool = True  # add noise to training inputs up to the scan's own noise level
@@ -273,7 +276,18 @@ def selfsup_upscale(
                 torch.manual_seed(seed)
                 net = MODELS[ARCHITECTURE](**kwargs)
             gen = torch.Generator().manual_seed(seed)
-            stacks = _training_stacks(norm, axis, sizes, r, thickness, spacing, facts["profile"], cfg)
+            stacks = training_stacks(
+                norm,
+                axis,
+                sizes,
+                r,
+                thickness,
+                spacing,
+                facts["profile"],
+                both_axes=cfg.both_axes,
+                phases=cfg.phases,
+                rotations=cfg.rotations,
+            )
             sigma = estimate_noise(torch.movedim(norm, axis, 0)) if cfg.match_noise else 0.0
             extra = input_noise(sigma, r, thickness, spacing, facts["profile"])
             facts.update(noise_std=sigma * (hi - lo), training_input_noise_std=extra * (hi - lo))
@@ -329,18 +343,6 @@ def selfsup_upscale(
             save_selfsup_model(Path(save_model), net, ARCHITECTURE, facts["architecture_kwargs"], stored)
         )
     return with_grid(volume, out[None], affine_out), facts
-
-
-def _training_stacks(norm, axis, sizes, r, thickness, spacing, profile, cfg):
-    """(LR, HR) stacks from in-plane slices, degraded along the first (and second) in-plane axis."""
-    slices = torch.movedim(norm, axis, 0)  # (n, A, B)
-    in_plane = [a for a in range(3) if a != axis]
-    views = [(slices, in_plane[0])] + ([(slices.transpose(1, 2), in_plane[1])] if cfg.both_axes else [])
-    return [
-        stack
-        for images, along in views
-        for stack in make_stacks(images, float(sizes[along]), r, thickness, spacing, cfg.phases, profile)
-    ]
 
 
 def _check_model(
