@@ -17,6 +17,7 @@ from medsr import geometry
 from medsr.evaluation import metrics
 from medsr.io.volume import affine_of, make_volume
 from medsr.transforms.array import simulate_thick_slices
+from medsr.transforms.functional import FWHM_PER_SIGMA
 
 MNI = {
     "t1": "mni_icbm152_t1_tal_nlin_sym_09a_converted.nii.gz",
@@ -33,6 +34,8 @@ ABLATIONS: dict[str, dict] = {
     "uniform patch sampling": {"edge_mix": 1.0},
     "edge-heavy sampling (0.1 uniform)": {"edge_mix": 0.1},
     "one in-plane axis": {"both_axes": False},
+    "no rotated slices (axes only)": {"rotations": ()},
+    "slices rotated by 30 and 60 degrees": {"rotations": (30.0, 60.0)},
     "no flip augmentation": {"flips": False},
     "no noise matching": {"match_noise": False},
     "one plane set (no fusion)": {"planes": "a"},
@@ -42,12 +45,18 @@ ABLATIONS: dict[str, dict] = {
     "constant learning rate": {"schedule": "constant"},
     "float32 (no bfloat16 autocast)": {"amp": False},
     "no column folding": {"fold": 1},
-    "previous default (no folding or TTA; 3000-step cap)": {"fold": 1, "tta_flips": False, "steps": 3000},
+    "previous default (no folding or TTA; 3000-step cap)": {
+        "fold": 1,
+        "tta_flips": False,
+        "steps": 3000,
+        "rotations": (),
+    },
     "32 features without expansion (default before that)": {
         "features": 32,
         "expand": 1,
         "fold": 1,
         "tta_flips": False,
+        "rotations": (),
     },
     "24 features x2 expansion": {"features": 24, "expand": 2},
     "16 features x6 expansion": {"features": 16, "expand": 6},
@@ -74,6 +83,7 @@ SUITE: dict[str, dict] = {
     "ct S-I x4 (HU)": {"name": "ct"},
     "ct S-I x5 (HU)": {"name": "ct", "spacing": 5.0},
     "ct x4 gaussian 20 HU": {"name": "ct", "noise": "gaussian:20"},
+    "ct x4 with a 1.4 mm PSF (HU)": {"name": "ct", "psf": 1.4},
     "t1 x4 boxcar slices": {"name": "t1", "profile": "boxcar"},
     "t1 x4 boxcar slices told gaussian": {"name": "t1", "profile": "boxcar", "assumed_profile": "gaussian"},
     "t1 x4 gaussian slices told boxcar": {"name": "t1", "assumed_profile": "boxcar"},
@@ -140,13 +150,20 @@ def load_case(
     noise: str | None = None,
     profile: str = "gaussian",
     assumed_profile: str | None = None,
+    psf: float = 0.0,
 ) -> dict:
     """HR volume, simulated LR volume, and what scoring needs; HR is cropped so LR slabs tile it exactly.
 
     ``profile`` shapes the simulated slices; ``assumed_profile`` is what medsr is told (default: the same).
+    ``psf`` > 0 first blurs the HR volume with an isotropic Gaussian of that FWHM in mm (a scanner's
+    point spread: the synthetic CT is otherwise voxelised, with staircase edges and no partial volume).
     """
     hr = synthetic_ct() if name == "ct" else mni_volume(name)
     affine = affine_of(hr)
+    if psf > 0:
+        sigma = psf / FWHM_PER_SIGMA / geometry.voxel_sizes(affine)
+        blurred = ndimage.gaussian_filter(hr.as_tensor().numpy()[0].astype(np.float64), sigma)
+        hr = make_volume(blurred.astype(np.float32), affine)
     ax = geometry.axis_from_direction(affine, "S") if axis is None else axis
     hr_spacing = float(geometry.voxel_sizes(affine)[ax])
     spacing = 4.0 if spacing is None else spacing
@@ -168,6 +185,7 @@ def load_case(
     title = (
         f"{name} {tuple(hr.shape[1:])}, axis {ax}, thickness {thickness:g} mm, spacing {float(spacing):g} mm"
         f" (x{float(ratio):.4g}), {profile} profile, noise {noise or 'none'}"
+        + (f", HR blurred by a {psf:g} mm FWHM PSF" if psf > 0 else "")
         + (f", medsr told {assumed_profile}" if assumed_profile not in (None, profile) else "")
     )
     return {

@@ -235,6 +235,7 @@ def main() -> None:
     p.add_argument("--thickness", type=float, default=None, help="slice profile FWHM, mm (default: spacing)")
     p.add_argument("--profile", default="gaussian", help="simulated slice profile: gaussian or boxcar")
     p.add_argument("--assume-profile", default=None, help="profile medsr is told (default: --profile)")
+    p.add_argument("--psf", type=float, default=0.0, help="blur the HR volume first: Gaussian FWHM, mm")
     p.add_argument("--noise", default=None, help="noise model for the LR volume, e.g. rician:30, gaussian:20")
     p.add_argument("--steps", type=int, default=None, help="training steps (default: medsr's default)")
     p.add_argument("--budget", type=float, default=None, help="training budget, s")
@@ -252,7 +253,14 @@ def main() -> None:
         suite(args)
         return
     case = load_case(
-        args.volume, args.axis, args.spacing, args.thickness, args.noise, args.profile, args.assume_profile
+        args.volume,
+        args.axis,
+        args.spacing,
+        args.thickness,
+        args.noise,
+        args.profile,
+        args.assume_profile,
+        args.psf,
     )
     if args.ablation:
         ablation(case, args)
