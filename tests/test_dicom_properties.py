@@ -85,7 +85,7 @@ def test_names_folders_and_instance_numbers_do_not_matter(series, tmp_path_facto
     reference = read_dicom_series(folder)
     with scratch(tmp_path_factory.getbasetemp()) as root:
         for src, name, level, number in zip(files, names, depth, instances, strict=True):
-            target = root.joinpath(*[f"d{level}"] * level, name)
+            target = root.joinpath(*[f"D{level}"] * level, name)  # upper case: never a drawn file name
             target.parent.mkdir(parents=True, exist_ok=True)
             ds = pydicom.dcmread(src)
             ds.InstanceNumber = number
