@@ -70,6 +70,7 @@ def infer(
     SCAN may also be a folder of scans or a manifest (.csv/.jsonl): then -o names the output folder,
     finished scans are skipped, failures are reported and the exit code is 1 if any scan failed.
     """
+    from medsr.evaluation.compare import read_sidecar
     from medsr.inference.jobs import (
         InferOptions,
         collect_inputs,
@@ -78,7 +79,8 @@ def infer(
         is_batch,
         select_shard,
     )
-    from medsr.inference.predict import refuse_profile
+    from medsr.inference.predict import refuse_profile, slice_assumption
+    from medsr.io.naming import sidecar_path
 
     if method is None:
         method = "model" if model is not None else DEFAULT_METHOD
@@ -108,6 +110,9 @@ def infer(
         if shard:
             typer.echo("medsr: note: --shard applies to batches only; ignored", err=True)
         written = infer_one(scan, output, opts)
+        facts = read_sidecar(sidecar_path(written))
+        if facts.get("method") == "selfsup" and not facts.get("model_loaded"):
+            typer.echo(f"medsr: {slice_assumption(facts)}", err=True)
         typer.echo(f"wrote {written}")
         return
     if output is None:

@@ -70,9 +70,11 @@ def upscale(
         axis: array axis (0-2) or world letter; default the thickest axis.
         method: ``selfsup`` (learn from the scan itself), ``model`` (a checkpoint from ``medsr train``),
             or an interpolator (``bspline``, ``linear``, ``nearest``).
-        thickness: slice profile FWHM in mm (default: DICOM SliceThickness, else the slice spacing).
+        thickness: slice profile FWHM in mm (default: the volume's ``slice_thickness`` from DICOM
+            SliceThickness or a sidecar JSON, else the slice spacing; see :func:`slice_thickness`).
         options: passed to the learned method (budget_s, steps, device, seed, progress, save_model;
-            ``profile``, the slice profile shape, for ``selfsup`` only).
+            ``profile``, the slice profile shape, for ``selfsup`` only: default the volume's
+            ``slice_profile`` (a ``medsr simulate`` sidecar), else Gaussian).
 
     Returns:
         MetaTensor on the upscaled grid (same physical extent, see docs/geometry.md); ``meta["medsr"]``
@@ -87,13 +89,21 @@ def upscale(
     if method not in METHODS:
         raise MedsrError(f"method {method!r} is not one of {', '.join(METHODS)}")
     ax, factor = resolve_factor(volume, axis, factor, spacing)
-    if thickness is None:
-        thickness = volume.meta.get("slice_thickness") or float(geometry.voxel_sizes(affine_of(volume))[ax])
-    if not (np.isfinite(thickness) and thickness > 0):
-        raise MedsrError(f"slice thickness {thickness} mm must be positive")
+    thickness, thickness_source = slice_thickness(volume, ax, thickness)
+    facts: dict[str, Any] = {
+        "method": method,
+        "axis": ax,
+        "factor": factor,
+        "thickness_mm": thickness,
+        "thickness_source": thickness_source,
+    }
     if method != "selfsup":
         refuse_profile(method, options.pop("profile", None))
-    facts: dict[str, Any] = {"method": method, "axis": ax, "factor": factor, "thickness_mm": float(thickness)}
+    elif options.get("profile") is None and _meta_for_axis(volume, ax, "slice_profile") and model is None:
+        options["profile"] = volume.meta["slice_profile"]
+        facts["profile_source"] = volume.meta.get("slice_facts_source") or "the volume's metadata"
+    elif options.get("profile") is not None:
+        facts["profile_source"] = "given"
     volume, replaced = finite_volume(volume)
     if replaced:
         facts["non_finite_replaced"] = replaced
@@ -124,8 +134,41 @@ def upscale(
     shape_in = spatial_shape(volume)
     facts["effective_factor"] = spatial_shape(out)[ax] / shape_in[ax]
     facts["spacing_mm"] = geometry.voxel_sizes(affine_of(out)).round(6).tolist()
+    for key in ("slice_thickness", "slice_profile", "slice_axis", "slice_facts_source"):
+        out.meta.pop(key, None)  # they described the input's slices
     out.meta["medsr"] = facts
     return out
+
+
+def slice_thickness(volume: MetaTensor, axis: int, thickness: float | None) -> tuple[float, str]:
+    """The slice profile FWHM in mm to assume along ``axis``, and where it came from.
+
+    In order: ``thickness`` (given), the volume's ``meta["slice_thickness"]`` (DICOM SliceThickness, a
+    sidecar JSON, a simulation; unless ``meta["slice_axis"]`` names another axis), else the slice spacing.
+    """
+    if thickness is not None:
+        value, source = thickness, "given"
+    elif _meta_for_axis(volume, axis, "slice_thickness"):
+        value = volume.meta["slice_thickness"]
+        source = volume.meta.get("slice_facts_source") or (
+            "DICOM SliceThickness" if volume.meta.get("format") == "dicom" else "the volume's metadata"
+        )
+    else:
+        value, source = float(geometry.voxel_sizes(affine_of(volume))[axis]), "slice spacing"
+    value = float(value)
+    if not (np.isfinite(value) and value > 0):
+        raise MedsrError(f"slice thickness {value} mm ({source}) must be positive")
+    return value, source
+
+
+def slice_assumption(facts: dict[str, Any]) -> str:
+    """One line naming the slice profile a selfsup run assumed and where each part came from."""
+    profile = facts.get("profile", "gaussian")
+    return (
+        f"assumed {profile} slices of FWHM {facts['thickness_mm']:g} mm (thickness: "
+        f"{facts.get('thickness_source', 'given')}; profile: {facts.get('profile_source', 'default')}); "
+        "pass --thickness/--profile if the scan's slices differ"
+    )
 
 
 def refuse_profile(method: str, profile: str | None) -> None:
@@ -176,6 +219,13 @@ def _checkpoint_method(model: Path, method: str) -> str:
             f"--model {model} is a {kind!r} checkpoint; it cannot be used with --method {method}"
         )
     return wanted
+
+
+def _meta_for_axis(volume: MetaTensor, axis: int, key: str) -> Any:
+    """``volume.meta[key]`` if it describes slices along ``axis`` (``meta["slice_axis"]`` absent or equal)."""
+    if volume.meta.get("slice_axis") not in (None, axis):
+        return None
+    return volume.meta.get(key)
 
 
 def _name(volume: MetaTensor) -> str:

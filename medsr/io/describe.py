@@ -36,6 +36,8 @@ def describe(volume: MetaTensor) -> dict[str, Any]:
         "intensity_range": [float(values.min()), float(values.max())] if values.numel() else [None, None],
         "non_finite_voxels": int((~finite).sum()),
         "slice_thickness": volume.meta.get("slice_thickness"),
+        "slice_profile": volume.meta.get("slice_profile"),
+        "slice_facts_source": volume.meta.get("slice_facts_source"),
         "modality": volume.meta.get("modality"),
         "affine": np.round(affine, 6).tolist(),
     }
@@ -59,7 +61,9 @@ def format_description(info: dict[str, Any]) -> str:
         else "intensities  none finite",
     ]
     if info.get("slice_thickness"):
-        lines.append(f"thickness    {info['slice_thickness']:g} mm")
+        profile = f" {info['slice_profile']} profile" if info.get("slice_profile") else ""
+        source = f" (from {info['slice_facts_source']})" if info.get("slice_facts_source") else ""
+        lines.append(f"thickness    {info['slice_thickness']:g} mm{profile}{source}")
     if info["non_finite_voxels"]:
         lines.append(f"warning      {info['non_finite_voxels']} NaN/Inf voxels")
     return "\n".join(lines)

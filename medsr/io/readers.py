@@ -63,7 +63,9 @@ def load_volume(
     """Read one 3-D volume as a (1, X, Y, Z) float32 MetaTensor with a RAS affine.
 
     Args:
-        path: NIfTI/NRRD/MHA file, a DICOM series folder, or a list of DICOM files.
+        path: NIfTI/NRRD/MHA file, a DICOM series folder, or a list of DICOM files. A JSON sidecar
+            beside a file or folder (``scan.json``) can supply the slice thickness and profile
+            (:mod:`medsr.io.slice_facts`); it takes precedence over a DICOM SliceThickness.
         series: SeriesInstanceUID to pick when a DICOM folder holds several series.
         volume_index: which volume of a 4-D input to take (0-based); 4-D input without it is an error.
     """
@@ -87,10 +89,15 @@ def load_volume(
     if fmt == "dicom":
         from medsr.io.dicom import read_dicom_series
 
-        return read_dicom_series(path if path.is_dir() else [path], series_uid=series)
-    if fmt == "nifti":
-        return _read_nifti(path, volume_index)
-    return _read_itk(path, fmt, volume_index)
+        volume = read_dicom_series(path if path.is_dir() else [path], series_uid=series)
+    elif fmt == "nifti":
+        volume = _read_nifti(path, volume_index)
+    else:
+        volume = _read_itk(path, fmt, volume_index)
+    from medsr.io.slice_facts import read_slice_facts  # lazy: slice_facts -> naming -> readers
+
+    volume.meta.update(read_slice_facts(path, volume.shape[1:]))  # a sidecar beats the header
+    return volume
 
 
 def _pick_volume(data: np.ndarray, path: Path, volume_index: int | None) -> np.ndarray:

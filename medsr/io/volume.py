@@ -2,19 +2,23 @@
 
 Meta keys medsr sets and reads (all optional except ``affine``):
 
-=====================  ========================================================================
-``affine``             4x4 float64 torch tensor, voxel index -> RAS+ world mm
-``space``              always ``"RAS"``
-``filename_or_obj``    source path (str)
-``format``             ``nifti``, ``dicom``, ``nrrd``, ``mha``, ``mhd``, ``nifti``
-``original_dtype``     numpy dtype name of the stored voxels (e.g. ``"int16"``), for ``--dtype input``
-``slice_thickness``    DICOM SliceThickness in mm when known
-``modality``           DICOM Modality (``CT``, ``MR``...) when known
-``nifti_codes``        ``(sform_code, qform_code)`` of a NIfTI input
-``dicom_template``     path of one source DICOM file, used to write a derived series
-``dicom_series_uid``   SeriesInstanceUID of a DICOM input
-``rescale``            ``(RescaleSlope, RescaleIntercept)`` of a DICOM input (None if they vary by slice)
-=====================  ========================================================================
+======================  =======================================================================
+``affine``              4x4 float64 torch tensor, voxel index -> RAS+ world mm
+``space``               always ``"RAS"``
+``filename_or_obj``     source path (str)
+``format``              ``nifti``, ``dicom``, ``nrrd``, ``mha``, ``mhd``, ``nifti``
+``original_dtype``      numpy dtype name of the stored voxels (e.g. ``"int16"``), for ``--dtype input``
+``slice_thickness``     slice profile FWHM in mm when known: DICOM SliceThickness, or a sidecar's
+                        (:mod:`medsr.io.slice_facts`), or what a simulation used
+``slice_profile``       slice profile shape (``gaussian`` / ``boxcar``) when a sidecar or simulation names it
+``slice_axis``          array axis that ``slice_thickness`` / ``slice_profile`` describe, when recorded
+``slice_facts_source``  the sidecar JSON that ``slice_thickness`` / ``slice_profile`` came from
+``modality``            DICOM Modality (``CT``, ``MR``...) when known
+``nifti_codes``         ``(sform_code, qform_code)`` of a NIfTI input
+``dicom_template``      path of one source DICOM file, used to write a derived series
+``dicom_series_uid``    SeriesInstanceUID of a DICOM input
+``rescale``             ``(RescaleSlope, RescaleIntercept)`` of a DICOM input (None if they vary by slice)
+======================  =======================================================================
 """
 
 from __future__ import annotations

@@ -101,7 +101,10 @@ def simulate_thick_slices(
         "noise_level": noise_model.level if noise_model else 0.0,
         "noise_sigma": sigma,
     }
-    return with_grid(volume, data, lr_affine, slice_thickness=thickness, simulation=description)
+    known = {"slice_profile": description["profile"]} if description["profile"] in F.PROFILES else {}
+    return with_grid(
+        volume, data, lr_affine, slice_thickness=thickness, slice_axis=ax, simulation=description, **known
+    )
 
 
 class SimulateThickSlices(Randomizable, Transform):
