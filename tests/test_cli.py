@@ -128,7 +128,16 @@ def test_single_slice_cannot_be_upscaled(tmp_path: Path) -> None:
         nib.Nifti1Image(np.ones((6, 6, 1), np.float32), np.diag([1, 1, 5.0, 1])), str(tmp_path / "one.nii")
     )
     result = run("infer", tmp_path / "one.nii", "--method", "linear")
-    assert result.exit_code == 2 and "single slice" in result.stderr
+    assert result.exit_code == 2 and "single slice" in result.stderr and "DICOM" not in result.stderr
+
+
+def test_one_dicom_file_points_to_its_series_folder(tmp_path: Path) -> None:
+    import pydicom
+
+    one = Path(pydicom.data.get_testdata_file("dicomdirtests/77654033/CT2/17136"))
+    result = run("infer", one, "--method", "linear", "-o", tmp_path / "out.nii.gz")
+    assert result.exit_code == 2 and "pass the folder of the whole series" in result.stderr
+    assert not list(tmp_path.iterdir())
 
 
 def test_existing_output_needs_overwrite(oblique_nifti: Path) -> None:

@@ -32,9 +32,14 @@ def resolve_factor(
     ax = geometry.resolve_axis(affine, axis)
     n = spatial_shape(volume)[ax]
     if n < 2:
+        hint = (
+            ": a DICOM file holds one slice, pass the folder of the whole series (or all its files)"
+            if volume.meta.get("format") == "dicom"
+            else ""
+        )
         raise MedsrError(
             f"{_name(volume)} has a single slice along axis {ax} (shape {spatial_shape(volume)}); through-plane "
-            "upscaling needs at least 2 slices"
+            f"upscaling needs at least 2 slices{hint}"
         )
     if spacing is not None:
         factor = geometry.factor_for_spacing(affine, ax, spacing)
