@@ -18,6 +18,7 @@ from medsr.evaluation import metrics
 from medsr.io.volume import affine_of, make_volume
 from medsr.transforms.array import simulate_thick_slices
 from medsr.transforms.functional import FWHM_PER_SIGMA
+from medsr.transforms.noise import add_noise, parse_noise
 
 MNI = {
     "t1": "mni_icbm152_t1_tal_nlin_sym_09a_converted.nii.gz",
@@ -78,6 +79,8 @@ SUITE: dict[str, dict] = {
     "t1 gap 2.5/4 mm": {"name": "t1", "spacing": 4.0, "thickness": 2.5},
     "t1 overlap 5/4 mm": {"name": "t1", "spacing": 4.0, "thickness": 5.0},
     "t1 x4 rician SNR 30": {"name": "t1", "noise": "rician:30"},
+    "t1 x4 from a noisy 1 mm scan (rician SNR 20)": {"name": "t1", "hr_noise": "rician:20"},
+    "ct x4 from a noisy 1 mm scan (gaussian 20 HU)": {"name": "ct", "hr_noise": "gaussian:20"},
     "gm S-I x4": {"name": "gm"},
     "wm S-I x4": {"name": "wm"},
     "ct S-I x4 (HU)": {"name": "ct"},
@@ -88,6 +91,20 @@ SUITE: dict[str, dict] = {
     "t1 x4 boxcar slices told gaussian": {"name": "t1", "profile": "boxcar", "assumed_profile": "gaussian"},
     "t1 x4 gaussian slices told boxcar": {"name": "t1", "assumed_profile": "boxcar"},
     "ct x4 boxcar slices (HU)": {"name": "ct", "profile": "boxcar"},
+    "t1 1 mm slices every 4 mm told 4 mm": {"name": "t1", "thickness": 1.0, "assumed_thickness": 4.0},
+    "t1 1 mm slices every 4 mm": {"name": "t1", "thickness": 1.0},
+    "t1 1 mm slices every 4 mm not told the thickness": {
+        "name": "t1",
+        "thickness": 1.0,
+        "tell_thickness": False,
+    },
+    "t1 x4 not told the thickness": {"name": "t1", "tell_thickness": False},
+    "ct 1 mm slices every 4 mm not told the thickness (HU)": {
+        "name": "ct",
+        "thickness": 1.0,
+        "tell_thickness": False,
+    },
+    "ct x4 not told the thickness (HU)": {"name": "ct", "tell_thickness": False},
 }
 
 
@@ -151,12 +168,20 @@ def load_case(
     profile: str = "gaussian",
     assumed_profile: str | None = None,
     psf: float = 0.0,
+    hr_noise: str | None = None,
+    assumed_thickness: float | None = None,
+    tell_thickness: bool = True,
 ) -> dict:
     """HR volume, simulated LR volume, and what scoring needs; HR is cropped so LR slabs tile it exactly.
 
-    ``profile`` shapes the simulated slices; ``assumed_profile`` is what medsr is told (default: the same).
+    ``profile`` shapes the simulated slices; ``assumed_profile`` is what medsr is told (default: the same),
+    and likewise ``assumed_thickness`` for ``thickness``; with ``tell_thickness`` False medsr is told no
+    thickness (as for a NIfTI file without a sidecar: it checks the slices itself).
     ``psf`` > 0 first blurs the HR volume with an isotropic Gaussian of that FWHM in mm (a scanner's
     point spread: the synthetic CT is otherwise voxelised, with staircase edges and no partial volume).
+    ``hr_noise`` (e.g. ``"rician:20"``) makes the HR volume a noisy acquisition: the thick slices are
+    simulated from it and it is the reference scores compare against, as with a real thin-slice scan
+    (its noise caps every method's PSNR; ``clean`` keeps the noise-free volume for a second score).
     """
     hr = synthetic_ct() if name == "ct" else mni_volume(name)
     affine = affine_of(hr)
@@ -164,6 +189,11 @@ def load_case(
         sigma = psf / FWHM_PER_SIGMA / geometry.voxel_sizes(affine)
         blurred = ndimage.gaussian_filter(hr.as_tensor().numpy()[0].astype(np.float64), sigma)
         hr = make_volume(blurred.astype(np.float32), affine)
+    clean = None
+    if hr_noise:
+        clean = hr.as_tensor().numpy()[0].astype(np.float32)
+        noisy, _ = add_noise(hr.as_tensor()[0].float(), parse_noise(hr_noise), rng=1)
+        hr = make_volume(noisy, affine)
     ax = geometry.axis_from_direction(affine, "S") if axis is None else axis
     hr_spacing = float(geometry.voxel_sizes(affine)[ax])
     spacing = 4.0 if spacing is None else spacing
@@ -187,7 +217,12 @@ def load_case(
         f" (x{float(ratio):.4g}), {profile} profile, noise {noise or 'none'}"
         + (f", HR blurred by a {psf:g} mm FWHM PSF" if psf > 0 else "")
         + (f", medsr told {assumed_profile}" if assumed_profile not in (None, profile) else "")
+        + (f", HR reference itself noisy ({hr_noise})" if hr_noise else "")
+        + (f", medsr told {assumed_thickness:g} mm" if assumed_thickness not in (None, thickness) else "")
+        + ("" if tell_thickness else ", medsr not told the thickness")
     )
+    if clean is not None:
+        clean = clean[tuple(index[1:])]
     return {
         "name": name,
         "title": title,
@@ -195,11 +230,14 @@ def load_case(
         "lr": lr,
         "axis": ax,
         "factor": float(ratio),
-        "thickness": float(thickness),
+        "thickness": float(thickness if assumed_thickness is None else assumed_thickness)
+        if tell_thickness
+        else None,
         "profile": assumed_profile or profile,
         "mask": mask,
         "whole": whole,
         "range": hi - lo,
+        "clean": clean,
     }
 
 
@@ -210,6 +248,7 @@ def score(case: dict, out: np.ndarray | torch.Tensor, whole: bool = False) -> di
     of HR; SSIM: 3-D Gaussian window (sigma 1.5) averaged over the mask. With ``whole``, also
     ``psnr_all`` and ``ssim_all`` over every voxel but the end slabs (background included: the
     convention of most SR papers and of SSIM/PSNR library defaults, which score the whole array).
+    A case with a noisy HR reference (``hr_noise``) also gets ``psnr_clean`` and ``ssim_clean``.
     """
     out = np.asarray(out, dtype=np.float32)
     hr, mask, rng = case["hr"], case["mask"], case["range"]
@@ -219,4 +258,9 @@ def score(case: dict, out: np.ndarray | torch.Tensor, whole: bool = False) -> di
     if whole:
         every = case["whole"]
         scores.update(psnr_all=metrics.psnr(out, hr, every, rng), ssim_all=metrics.ssim(out, hr, every, rng))
+    if case.get("clean") is not None:  # the HR reference is noisy: also score against the noise-free volume
+        clean = case["clean"]
+        scores.update(
+            psnr_clean=metrics.psnr(out, clean, mask, rng), ssim_clean=metrics.ssim(out, clean, mask, rng)
+        )
     return scores

@@ -34,14 +34,19 @@ def infer(
         ),
     ] = None,
     thickness: Annotated[
-        float | None, typer.Option("--thickness", help="Slice profile FWHM in mm (default: SliceThickness).")
+        float | None,
+        typer.Option(
+            "--thickness",
+            help="Slice profile FWHM in mm (default: a sidecar's or DICOM SliceThickness, else the spacing "
+            "unless the slices look thinner).",
+        ),
     ] = None,
     profile: Annotated[
         str | None,
         typer.Option(
             "--profile",
             help="selfsup: slice profile shape, gaussian or boxcar (thick slices averaged from thin ones) "
-            "(default: gaussian, or the --model's own).",
+            "(default: a medsr simulate sidecar's, else gaussian, or the --model's own).",
             show_default=False,
         ),
     ] = None,

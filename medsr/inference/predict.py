@@ -76,7 +76,8 @@ def upscale(
         method: ``selfsup`` (learn from the scan itself), ``model`` (a checkpoint from ``medsr train``),
             or an interpolator (``bspline``, ``linear``, ``nearest``).
         thickness: slice profile FWHM in mm (default: the volume's ``slice_thickness`` from DICOM
-            SliceThickness or a sidecar JSON, else the slice spacing; see :func:`slice_thickness`).
+            SliceThickness or a sidecar JSON, else the slice spacing, which ``selfsup`` checks against
+            the slices themselves; see :func:`slice_thickness`).
         options: passed to the learned method (budget_s, steps, device, seed, progress, save_model;
             ``profile``, the slice profile shape, for ``selfsup`` only: default the volume's
             ``slice_profile`` (a ``medsr simulate`` sidecar), else Gaussian).
@@ -119,7 +120,10 @@ def upscale(
 
         if model is not None:
             options["model"] = Path(model)
-        out, learned = selfsup_upscale(volume, axis=ax, factor=factor, thickness=thickness, **options)
+        unknown = thickness_source == "slice spacing" and model is None  # selfsup checks the slices
+        out, learned = selfsup_upscale(
+            volume, axis=ax, factor=factor, thickness=None if unknown else thickness, **options
+        )
         facts.update(learned)
     else:
         if model is None:

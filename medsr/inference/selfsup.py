@@ -37,6 +37,7 @@ from medsr.inference.apply import count_planes, upscale_volume
 from medsr.inference.patches import PatchSampler, estimate_noise, input_noise
 from medsr.inference.selfsup_progress import progress_bars
 from medsr.inference.selfsup_store import load_selfsup_model, save_selfsup_model
+from medsr.inference.thickness_check import estimate_thickness, looks_thin
 from medsr.inference.training_views import training_stacks
 from medsr.io.volume import affine_of, spatial_shape, with_grid
 from medsr.models import MODELS
@@ -199,7 +200,9 @@ def selfsup_upscale(
     """Upscale ``volume`` (1, X, Y, Z) by ``factor`` along ``axis`` with a network trained on the scan.
 
     Args:
-        thickness: slice profile FWHM in mm; None = the slice spacing along ``axis``.
+        thickness: slice profile FWHM in mm; None = unknown: the slice spacing along ``axis``, unless the
+            slices clearly look thinner than that (gaps; :mod:`medsr.inference.thickness_check`), then
+            the thickness they look.
         profile: slice profile shape, ``"gaussian"`` or ``"boxcar"`` (thick slices that average thin ones);
             None = ``"gaussian"``, or a reused ``model``'s own profile. A wrong shape costs far more than
             a wrong width (docs/performance.md).
@@ -227,8 +230,7 @@ def selfsup_upscale(
         raise MedsrError(f"factor {factor:g} does not upscale; self-supervised SR needs a factor above 1")
     sizes = geometry.voxel_sizes(affine)
     spacing = float(sizes[axis])
-    thickness = spacing if thickness is None else float(thickness)
-    if not (np.isfinite(thickness) and thickness > 0):
+    if thickness is not None and not (np.isfinite(thickness) and thickness > 0):
         raise MedsrError(f"slice thickness {thickness} mm must be positive")
     if steps is not None and steps < 1:
         raise MedsrError(f"steps {steps} must be a positive number of training steps")
@@ -243,6 +245,11 @@ def selfsup_upscale(
     data = volume.detach().as_subclass(torch.Tensor)[0].to("cpu", torch.float32)
     lo, hi = robust_range(data, cfg.percentiles)
     norm = torch.nan_to_num((data - lo) / (hi - lo), nan=0.0, posinf=0.0, neginf=0.0)
+    sigma = estimate_noise(torch.movedim(norm, axis, 0)) if cfg.match_noise else 0.0
+    checked: dict[str, Any] = {}
+    if thickness is None and model is None:
+        thickness, checked = _unknown_thickness(norm, axis, sizes, profile or DEFAULT_PROFILE, sigma)
+    thickness = spacing if thickness is None else float(thickness)
     facts: dict[str, Any] = {
         "method": "selfsup",
         "architecture": ARCHITECTURE,
@@ -256,6 +263,7 @@ def selfsup_upscale(
         "intensity_range": [lo, hi],
         "device": str(dev),
         "seed": int(seed),
+        **checked,
     }
 
     n_planes = count_planes(shape, axis, cfg.planes)
@@ -288,7 +296,6 @@ def selfsup_upscale(
                 phases=cfg.phases,
                 rotations=cfg.rotations,
             )
-            sigma = estimate_noise(torch.movedim(norm, axis, 0)) if cfg.match_noise else 0.0
             extra = input_noise(sigma, r, thickness, spacing, facts["profile"])
             facts.update(noise_std=sigma * (hi - lo), training_input_noise_std=extra * (hi - lo))
             sampler = PatchSampler(stacks, cfg.patch, cfg.edge_mix, cfg.flips, gen, noise=extra)
@@ -343,6 +350,26 @@ def selfsup_upscale(
             save_selfsup_model(Path(save_model), net, ARCHITECTURE, facts["architecture_kwargs"], stored)
         )
     return with_grid(volume, out[None], affine_out), facts
+
+
+def _unknown_thickness(
+    norm: torch.Tensor, axis: int, sizes: np.ndarray, profile: str, sigma: float
+) -> tuple[float | None, dict[str, Any]]:
+    """Thickness to assume when none is known: the spacing, unless the slices clearly look thinner.
+
+    Returns (thickness in mm, or None for the spacing; facts for the sidecar).
+    """
+    spacing = float(sizes[axis])
+    estimate = estimate_thickness(norm, axis, sizes, profile, noise=sigma)
+    facts: dict[str, Any] = {"thickness_estimate_mm": None if estimate is None else round(estimate, 3)}
+    if looks_thin(estimate, spacing):
+        facts["thickness_source"] = (
+            f"estimated from the scan: its slices look about {estimate:.2g} mm thick, thinner than their "
+            f"{spacing:g} mm spacing"
+        )
+        return estimate, facts
+    facts["thickness_source"] = "slice spacing"
+    return None, facts
 
 
 def _check_model(
