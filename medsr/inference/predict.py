@@ -13,6 +13,7 @@ from monai.data import MetaTensor
 from medsr import geometry
 from medsr.errors import MedsrError, MedsrWarning
 from medsr.evaluation.baselines import INTERPOLATORS, interpolate_upscale
+from medsr.inference.thickness_check import SPACING_SOURCE
 from medsr.io.volume import affine_of, spatial_shape, with_grid
 
 METHODS = ("selfsup", "model", *INTERPOLATORS)
@@ -120,7 +121,7 @@ def upscale(
 
         if model is not None:
             options["model"] = Path(model)
-        unknown = thickness_source == "slice spacing" and model is None  # selfsup checks the slices
+        unknown = thickness_source == SPACING_SOURCE and model is None  # selfsup checks the slices
         out, learned = selfsup_upscale(
             volume, axis=ax, factor=factor, thickness=None if unknown else thickness, **options
         )
@@ -163,7 +164,7 @@ def slice_thickness(volume: MetaTensor, axis: int, thickness: float | None) -> t
             "DICOM SliceThickness" if volume.meta.get("format") == "dicom" else "the volume's metadata"
         )
     else:
-        value, source = float(geometry.voxel_sizes(affine_of(volume))[axis]), "slice spacing"
+        value, source = float(geometry.voxel_sizes(affine_of(volume))[axis]), SPACING_SOURCE
     value = float(value)
     if not (np.isfinite(value) and value > 0):
         raise MedsrError(f"slice thickness {value} mm ({source}) must be positive")

@@ -37,7 +37,7 @@ from medsr.inference.apply import count_planes, upscale_volume
 from medsr.inference.patches import PatchSampler, estimate_noise, input_noise
 from medsr.inference.selfsup_progress import progress_bars
 from medsr.inference.selfsup_store import load_selfsup_model, save_selfsup_model
-from medsr.inference.thickness_check import estimate_thickness, looks_thin
+from medsr.inference.thickness_check import unknown_thickness
 from medsr.inference.training_views import training_stacks
 from medsr.io.volume import affine_of, spatial_shape, with_grid
 from medsr.models import MODELS
@@ -248,7 +248,7 @@ def selfsup_upscale(
     sigma = estimate_noise(torch.movedim(norm, axis, 0)) if cfg.match_noise else 0.0
     checked: dict[str, Any] = {}
     if thickness is None and model is None:
-        thickness, checked = _unknown_thickness(norm, axis, sizes, profile or DEFAULT_PROFILE, sigma)
+        thickness, checked = unknown_thickness(norm, axis, sizes, profile or DEFAULT_PROFILE, sigma)
     thickness = spacing if thickness is None else float(thickness)
     facts: dict[str, Any] = {
         "method": "selfsup",
@@ -350,26 +350,6 @@ def selfsup_upscale(
             save_selfsup_model(Path(save_model), net, ARCHITECTURE, facts["architecture_kwargs"], stored)
         )
     return with_grid(volume, out[None], affine_out), facts
-
-
-def _unknown_thickness(
-    norm: torch.Tensor, axis: int, sizes: np.ndarray, profile: str, sigma: float
-) -> tuple[float | None, dict[str, Any]]:
-    """Thickness to assume when none is known: the spacing, unless the slices clearly look thinner.
-
-    Returns (thickness in mm, or None for the spacing; facts for the sidecar).
-    """
-    spacing = float(sizes[axis])
-    estimate = estimate_thickness(norm, axis, sizes, profile, noise=sigma)
-    facts: dict[str, Any] = {"thickness_estimate_mm": None if estimate is None else round(estimate, 3)}
-    if looks_thin(estimate, spacing):
-        facts["thickness_source"] = (
-            f"estimated from the scan: its slices look about {estimate:.2g} mm thick, thinner than their "
-            f"{spacing:g} mm spacing"
-        )
-        return estimate, facts
-    facts["thickness_source"] = "slice spacing"
-    return None, facts
 
 
 def _check_model(

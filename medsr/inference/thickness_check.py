@@ -17,12 +17,15 @@ to fine-tune a width.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
 
 from medsr.inference.patches import input_noise, make_stacks
 
+#: ``thickness_source`` (sidecar facts) when the thickness assumed is the slice spacing.
+SPACING_SOURCE = "slice spacing"
 #: Below this fraction of the spacing, estimated slices count as thin with gaps.
 THIN_FRACTION = 0.5
 #: Candidate thicknesses, as fractions of the slice spacing.
@@ -92,3 +95,23 @@ def estimate_thickness(
 def looks_thin(estimate: float | None, spacing: float) -> bool:
     """Whether an estimate says the slices are clearly thinner than their spacing (gaps between them)."""
     return estimate is not None and estimate < THIN_FRACTION * spacing
+
+
+def unknown_thickness(
+    norm: torch.Tensor, axis: int, sizes: Sequence[float], profile: str, sigma: float
+) -> tuple[float | None, dict[str, Any]]:
+    """Thickness to assume when none is known: the spacing, unless the slices clearly look thinner.
+
+    Returns (thickness in mm, or None for the spacing; facts for the sidecar).
+    """
+    spacing = float(sizes[axis])
+    estimate = estimate_thickness(norm, axis, sizes, profile, noise=sigma)
+    facts: dict[str, Any] = {"thickness_estimate_mm": None if estimate is None else round(estimate, 3)}
+    if looks_thin(estimate, spacing):
+        facts["thickness_source"] = (
+            f"estimated from the scan: its slices look about {estimate:.2g} mm thick, thinner than their "
+            f"{spacing:g} mm spacing"
+        )
+        return estimate, facts
+    facts["thickness_source"] = SPACING_SOURCE
+    return None, facts
