@@ -153,3 +153,13 @@ def test_existing_output_needs_overwrite(oblique_nifti: Path) -> None:
 def test_debug_shows_the_traceback(oblique_nifti: Path) -> None:
     result = run("--debug", "infer", oblique_nifti, "--factor", "0")
     assert result.exit_code != 0 and result.exception is not None
+
+
+def test_the_cli_starts_without_importing_torch() -> None:
+    """``medsr --help`` stays fast (STYLE.md: heavy imports inside the commands)."""
+    import subprocess
+    import sys
+
+    code = "import sys, medsr.cli.main; print(sorted(m for m in ('torch', 'monai') if m in sys.modules))"
+    found = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert found.stdout.strip() == "[]", found.stdout

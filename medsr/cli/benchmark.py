@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from medsr.cli.options import Axis, Overwrite, Scan
-from medsr.transforms.functional import DEFAULT_PROFILE
+from medsr.profiles import DEFAULT_PROFILE
 
 
 def benchmark(

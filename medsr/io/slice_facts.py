@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from medsr.io.naming import sidecar_path
-from medsr.transforms.functional import PROFILES
+from medsr.profiles import PROFILES
 
 
 def read_slice_facts(path: Path, shape: Sequence[int]) -> dict[str, Any]:

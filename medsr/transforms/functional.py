@@ -14,17 +14,16 @@ from scipy.special import erf
 
 from medsr import geometry
 from medsr.errors import MedsrError
+from medsr.profiles import DEFAULT_PROFILE as DEFAULT_PROFILE
+from medsr.profiles import PROFILES as PROFILES
 
 #: FWHM of a Gaussian in units of its standard deviation, 2*sqrt(2*ln 2).
 FWHM_PER_SIGMA = 2.0 * np.sqrt(2.0 * np.log(2.0))
 
 Profile = str | np.ndarray
 
-#: Named slice profiles (a 1-D kernel array is the alternative).
-PROFILES = ("gaussian", "boxcar")
-
-#: Profile assumed when none is named (simulation defaults and self-supervised training).
-DEFAULT_PROFILE = "gaussian"
+# PROFILES (named slice profiles; a 1-D kernel array is the alternative) and DEFAULT_PROFILE live in
+# medsr.profiles so that the CLI reads them without importing torch; re-exported here.
 
 
 def profile_cdf(profile: Profile, thickness: float, kernel_step: float | None = None):
