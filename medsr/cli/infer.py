@@ -75,7 +75,6 @@ def infer(
     SCAN may also be a folder of scans or a manifest (.csv/.jsonl): then -o names the output folder,
     finished scans are skipped, failures are reported and the exit code is 1 if any scan failed.
     """
-    from medsr.evaluation.compare import read_sidecar
     from medsr.inference.jobs import (
         InferOptions,
         collect_inputs,
@@ -85,7 +84,7 @@ def infer(
         select_shard,
     )
     from medsr.inference.predict import refuse_profile, slice_assumption
-    from medsr.io.naming import sidecar_path
+    from medsr.io.naming import read_sidecar, sidecar_path
 
     if method is None:
         method = "model" if model is not None else DEFAULT_METHOD

@@ -275,7 +275,7 @@ def evaluate_files(
     ``mask`` is ``auto``, ``none`` or the path of a mask volume. The sidecar ``<stem>.json`` that
     ``medsr infer`` writes beside SR supplies the upscaled ``axis`` and ``factor`` unless given.
     """
-    from medsr.io.naming import sidecar_path
+    from medsr.io.naming import read_sidecar, sidecar_path
     from medsr.io.readers import load_volume
 
     facts = read_sidecar(sidecar_path(Path(sr_path)))
@@ -290,16 +290,3 @@ def evaluate_files(
 
         return no_reference(sr, axis=axis, mask=mask_arg, facts=facts)
     return evaluate_volumes(sr, load_volume(hr_path), mask=mask_arg, axis=axis, factor=factor, facts=facts)
-
-
-def read_sidecar(path: Path) -> dict[str, Any]:
-    """The JSON sidecar at ``path`` as a dict; {} when absent or not a JSON object."""
-    import json
-
-    if not path.is_file():
-        return {}
-    try:
-        facts = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
-    return facts if isinstance(facts, dict) else {}

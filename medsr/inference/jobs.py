@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -11,7 +10,7 @@ from typing import Any
 
 from medsr.errors import MedsrError
 from medsr.io.atomic import discard, write_json
-from medsr.io.naming import default_output, sha256_of, sidecar_path
+from medsr.io.naming import default_output, read_sidecar, sha256_of, sidecar_path
 
 
 @dataclass(frozen=True)
@@ -94,11 +93,7 @@ def infer_one(scan: Path, output: Path | None, opts: InferOptions) -> Path:
 
 
 def _is_medsr_sidecar(path: Path) -> bool:
-    try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-        return False
-    return isinstance(doc, dict) and "medsr_version" in doc
+    return "medsr_version" in read_sidecar(path)
 
 
 def collect_inputs(source: Path) -> list[Path]:

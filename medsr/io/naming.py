@@ -1,10 +1,12 @@
-"""Output names, sidecar paths and input fingerprints."""
+"""Output names, sidecar paths (and reading them) and input fingerprints."""
 
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from pathlib import Path
+from typing import Any
 
 from medsr.io.readers import ITK_SUFFIXES, NIFTI_SUFFIXES
 
@@ -41,6 +43,17 @@ def default_output(scan: Path, tag: str = "medsr", folder: Path | None = None) -
 def sidecar_path(output: Path) -> Path:
     """JSON sidecar beside an output: ``x.nii.gz`` -> ``x.json``, folder ``x/`` -> ``x.json``."""
     return output.with_name(stem(output) + ".json")
+
+
+def read_sidecar(path: Path) -> dict[str, Any]:
+    """The JSON sidecar at ``path`` as a dict; {} when absent, unreadable or not a JSON object."""
+    if not path.is_file():
+        return {}
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):  # ValueError covers JSONDecodeError and UnicodeDecodeError
+        return {}
+    return doc if isinstance(doc, dict) else {}
 
 
 def sha256_of(source: Path) -> str:

@@ -14,13 +14,12 @@ Anything else (no sidecar, unreadable JSON, a ``medsr infer`` sidecar, implausib
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from medsr.io.naming import sidecar_path
+from medsr.io.naming import read_sidecar, sidecar_path
 from medsr.profiles import PROFILES
 
 
@@ -33,14 +32,7 @@ def read_slice_facts(path: Path, shape: Sequence[int]) -> dict[str, Any]:
         path) when a thickness or profile is found.
     """
     sidecar = sidecar_path(Path(path))
-    if not sidecar.is_file():
-        return {}
-    try:
-        doc = json.loads(sidecar.read_text())
-    except (OSError, UnicodeDecodeError, ValueError):
-        return {}
-    if not isinstance(doc, dict):
-        return {}
+    doc = read_sidecar(sidecar)
     facts: dict[str, Any] = {}
     if "lr_shape" in doc and "slice_thickness_mm" in doc:  # written by medsr simulate
         if list(doc.get("lr_shape") or []) != [int(n) for n in shape]:
