@@ -99,6 +99,14 @@ SUITE: dict[str, dict] = {
         "tell_thickness": False,
     },
     "t1 x4 not told the thickness": {"name": "t1", "tell_thickness": False},
+    "t1 x4 told 3 mm": {"name": "t1", "assumed_thickness": 3.0},
+    "ct x4 told 2.7 mm (HU)": {"name": "ct", "assumed_thickness": 2.7},
+    "t1 x4 boxcar slices told gaussian 2.4 mm": {
+        "name": "t1",
+        "profile": "boxcar",
+        "assumed_profile": "gaussian",
+        "assumed_thickness": 2.4,
+    },
     "ct 1 mm slices every 4 mm not told the thickness (HU)": {
         "name": "ct",
         "thickness": 1.0,
@@ -264,3 +272,8 @@ def score(case: dict, out: np.ndarray | torch.Tensor, whole: bool = False) -> di
             psnr_clean=metrics.psnr(out, clean, mask, rng), ssim_clean=metrics.ssim(out, clean, mask, rng)
         )
     return scores
+
+
+_COMMA_NAMES = [name for name in (*ABLATIONS, *SUITE) if "," in name]
+if _COMMA_NAMES:  # --cases / --variants split on commas: such a name could never be selected
+    raise ValueError(f"benchmark case and variant names may not contain commas: {_COMMA_NAMES}")
