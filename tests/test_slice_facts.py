@@ -125,3 +125,24 @@ def test_cli_reports_the_assumed_slices_and_info_shows_them(hr_nifti: Path) -> N
     assert sidecar["profile"] == "boxcar" and sidecar["thickness_source"].endswith("hr_lr.json")
     # The output's own sidecar is an infer record: reading the output back takes no slice facts from it.
     assert "slice_thickness" not in load_volume(lr.with_name("hr_lr_medsr.nii.gz")).meta
+
+
+@pytest.mark.parametrize("axis,expected", [(2, 2.0), (0, None)])
+def test_a_simulated_dicom_series_records_its_slice_thickness(tmp_path: Path, axis: int, expected) -> None:
+    """SliceThickness is the simulated thickness for slices along the written axis (2), else the spacing."""
+    import pydicom
+
+    from medsr.io.dicom_write import write_dicom_series
+    from medsr.io.volume import make_volume
+
+    hr = make_volume(blob_volume((24, 20, 32)), make_affine((1.0, 0.9, 1.0), rng=np.random.default_rng(2)))
+    lr = simulate_thick_slices(hr, 2.0, 4.0, axis=axis, profile="gaussian")
+    folder = tmp_path / "series"
+    folder.mkdir()
+    write_dicom_series(lr, folder, dtype="float32")
+    files = sorted(folder.glob("*.dcm"))
+    gap = float(pydicom.dcmread(files[0]).SpacingBetweenSlices)
+    assert gap == pytest.approx(4.0 if axis == 2 else 1.0, abs=1e-3)
+    thicknesses = [float(pydicom.dcmread(f).SliceThickness) for f in files]
+    assert thicknesses == pytest.approx([expected or gap] * len(files))
+    assert load_volume(folder).meta["slice_thickness"] == pytest.approx(expected or gap)

@@ -4,7 +4,9 @@ Slice ``k`` of the (X, Y, Z) array becomes ``IM_{k+1:04d}.dcm`` with ``pixel_arr
 (the inverse of :func:`medsr.io.dicom.read_dicom_series`). Geometry comes from the RAS affine turned to
 LPS: ImageOrientationPatient from the first two columns, PixelSpacing from their lengths,
 ImagePositionPatient ``origin + k * column_2``, SliceLocation its distance along the slice normal,
-SliceThickness = SpacingBetweenSlices = the distance between slices along the normal.
+SpacingBetweenSlices = the distance between slices along the normal, and SliceThickness the same unless
+``meta["slice_thickness"]`` says otherwise (a simulation's thickness, the source series' own) for slices
+along array axis 2 (``meta["slice_axis"]`` absent or 2).
 
 Header: with ``meta["dicom_template"]`` (a file of the source series) every public tag of the
 template is kept (patient, study, equipment, frame of reference, acquisition parameters, window)
@@ -80,7 +82,8 @@ def write_dicom_series(
     ds = _header(meta, description_suffix, folder)
     ds.ImageOrientationPatient = _ds([*row_cos, *col_cos])
     ds.PixelSpacing = _ds(pixel_spacing)
-    ds.SliceThickness = ds.SpacingBetweenSlices = _ds([gap])[0]
+    ds.SpacingBetweenSlices = _ds([gap])[0]
+    ds.SliceThickness = _ds([_thickness(meta) or gap])[0]
     ds.Rows, ds.Columns = data.shape[1], data.shape[0]
     ds.SamplesPerPixel = 1
     ds.BitsAllocated = ds.BitsStored = stype.itemsize * 8
@@ -234,3 +237,12 @@ def _fresh(meta: dict[str, Any]) -> Dataset:
 def _ds(values: Any) -> list[DSfloat]:
     """Decimal strings (16 characters at most) whose float value is what gets written."""
     return [DSfloat(float(v) + 0.0, auto_format=True) for v in np.ravel(values)]
+
+
+def _thickness(meta: dict) -> float | None:
+    """The slice thickness in mm the metadata records for slices along array axis 2, else None."""
+    value = meta.get("slice_thickness")
+    if meta.get("slice_axis", 2) != 2 or not value:
+        return None
+    value = float(value)
+    return value if np.isfinite(value) and value > 0 else None
