@@ -117,7 +117,7 @@ def test_cli_reports_the_assumed_slices_and_info_shows_them(hr_nifti: Path) -> N
     runner = CliRunner()
     info = runner.invoke(app, ["info", str(lr)])
     assert info.exit_code == 0, info.output
-    assert "thickness    2 mm boxcar profile (from" in info.output
+    assert "thickness    2 mm boxcar profile along axis 2 (from" in info.output
     result = runner.invoke(app, ["infer", str(lr), "--factor", "4", "--steps", "2", "--no-progress"])
     assert result.exit_code == 0, result.output
     assert "assumed boxcar slices of FWHM 2 mm" in result.output

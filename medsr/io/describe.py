@@ -38,6 +38,7 @@ def describe(volume: MetaTensor) -> dict[str, Any]:
         "slice_thickness": volume.meta.get("slice_thickness"),
         "slice_profile": volume.meta.get("slice_profile"),
         "slice_facts_source": volume.meta.get("slice_facts_source"),
+        "slice_axis": volume.meta.get("slice_axis"),
         "modality": volume.meta.get("modality"),
         "affine": np.round(affine, 6).tolist(),
     }
@@ -62,8 +63,9 @@ def format_description(info: dict[str, Any]) -> str:
     ]
     if info.get("slice_thickness"):
         profile = f" {info['slice_profile']} profile" if info.get("slice_profile") else ""
+        along = f" along axis {info['slice_axis']}" if info.get("slice_axis") is not None else ""
         source = f" (from {info['slice_facts_source']})" if info.get("slice_facts_source") else ""
-        lines.append(f"thickness    {info['slice_thickness']:g} mm{profile}{source}")
+        lines.append(f"thickness    {info['slice_thickness']:g} mm{profile}{along}{source}")
     if info["non_finite_voxels"]:
         lines.append(f"warning      {info['non_finite_voxels']} NaN/Inf voxels")
     return "\n".join(lines)
