@@ -14,7 +14,7 @@ from medsr import geometry
 from medsr.errors import MedsrError, MedsrWarning
 from medsr.evaluation.baselines import INTERPOLATORS, interpolate_upscale
 from medsr.inference.thickness_check import SPACING_SOURCE
-from medsr.io.volume import affine_of, spatial_shape, with_grid
+from medsr.io.volume import SLICE_KEYS, affine_of, slice_fact, spatial_shape, with_grid
 
 METHODS = ("selfsup", "model", *INTERPOLATORS)
 
@@ -106,7 +106,7 @@ def upscale(
     }
     if method != "selfsup":
         refuse_profile(method, options.pop("profile", None))
-    elif options.get("profile") is None and _meta_for_axis(volume, ax, "slice_profile") and model is None:
+    elif options.get("profile") is None and slice_fact(volume.meta, ax, "slice_profile") and model is None:
         options["profile"] = volume.meta["slice_profile"]
         facts["profile_source"] = volume.meta.get("slice_facts_source") or "the volume's metadata"
     elif options.get("profile") is not None:
@@ -144,7 +144,7 @@ def upscale(
     shape_in = spatial_shape(volume)
     facts["effective_factor"] = spatial_shape(out)[ax] / shape_in[ax]
     facts["spacing_mm"] = geometry.voxel_sizes(affine_of(out)).round(6).tolist()
-    for key in ("slice_thickness", "slice_profile", "slice_axis", "slice_facts_source"):
+    for key in SLICE_KEYS:
         out.meta.pop(key, None)  # they described the input's slices
     out.meta["medsr"] = facts
     return out
@@ -154,11 +154,11 @@ def slice_thickness(volume: MetaTensor, axis: int, thickness: float | None) -> t
     """The slice profile FWHM in mm to assume along ``axis``, and where it came from.
 
     In order: ``thickness`` (given), the volume's ``meta["slice_thickness"]`` (DICOM SliceThickness, a
-    sidecar JSON, a simulation; unless ``meta["slice_axis"]`` names another axis), else the slice spacing.
+    sidecar JSON, a simulation; see :func:`medsr.io.volume.slice_fact`), else the slice spacing.
     """
     if thickness is not None:
         value, source = thickness, "given"
-    elif _meta_for_axis(volume, axis, "slice_thickness"):
+    elif slice_fact(volume.meta, axis, "slice_thickness"):
         value = volume.meta["slice_thickness"]
         source = volume.meta.get("slice_facts_source") or (
             "DICOM SliceThickness" if volume.meta.get("format") == "dicom" else "the volume's metadata"
@@ -229,13 +229,6 @@ def _checkpoint_method(model: Path, method: str) -> str:
             f"--model {model} is a {kind!r} checkpoint; it cannot be used with --method {method}"
         )
     return wanted
-
-
-def _meta_for_axis(volume: MetaTensor, axis: int, key: str) -> Any:
-    """``volume.meta[key]`` if it describes slices along ``axis`` (``meta["slice_axis"]`` absent or equal)."""
-    if volume.meta.get("slice_axis") not in (None, axis):
-        return None
-    return volume.meta.get(key)
 
 
 def _name(volume: MetaTensor) -> str:

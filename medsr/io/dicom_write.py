@@ -42,7 +42,7 @@ from pydicom.valuerep import DSfloat
 
 from medsr import __version__
 from medsr.errors import MedsrError
-from medsr.io.volume import affine_of
+from medsr.io.volume import affine_of, slice_fact
 
 _RAS_TO_LPS = np.diag([-1.0, -1.0, 1.0, 1.0])
 _INTEGER_TYPES = ("int8", "uint8", "int16", "uint16")
@@ -241,8 +241,8 @@ def _ds(values: Any) -> list[DSfloat]:
 
 def _thickness(meta: dict) -> float | None:
     """The slice thickness in mm the metadata records for slices along array axis 2, else None."""
-    value = meta.get("slice_thickness")
-    if meta.get("slice_axis", 2) != 2 or not value:
+    value = slice_fact(meta, 2, "slice_thickness")
+    if not value:
         return None
     value = float(value)
     return value if np.isfinite(value) and value > 0 else None

@@ -23,6 +23,7 @@ Meta keys medsr sets and reads (all optional except ``affine``):
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -30,6 +31,16 @@ import torch
 from monai.data import MetaTensor
 
 from medsr import geometry
+
+#: Meta keys that describe a volume's slices (they no longer hold once the slices are remade).
+SLICE_KEYS = ("slice_thickness", "slice_profile", "slice_axis", "slice_facts_source")
+
+
+def slice_fact(meta: Mapping[str, Any], axis: int, key: str) -> Any:
+    """``meta[key]`` if it describes slices along array ``axis`` (``meta["slice_axis"]`` absent or equal), else None."""
+    if meta.get("slice_axis") not in (None, axis):
+        return None
+    return meta.get(key)
 
 
 def make_volume(array: np.ndarray | torch.Tensor, affine: np.ndarray, **meta: Any) -> MetaTensor:
