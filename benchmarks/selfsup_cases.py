@@ -61,7 +61,8 @@ ABLATIONS: dict[str, dict] = {
     },
     "24 features x2 expansion": {"features": 24, "expand": 2},
     "16 features x6 expansion": {"features": 16, "expand": 6},
-    "6 blocks": {"blocks": 6},
+    "4 blocks (default before 6)": {"blocks": 4},
+    "8 blocks": {"blocks": 8},
     "patch 24x96": {"patch": (24, 96)},
     "batch 16": {"batch": 16},
 }

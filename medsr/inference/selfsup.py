@@ -51,7 +51,7 @@ class SelfSupConfig:
     """Everything that shapes a self-supervised run (defaults chosen by benchmarks/selfsup_quality.py)."""
 
     features: int = 16
-    blocks: int = 4
+    blocks: int = 6
     expand: int = 4  # wide activation (WDSR): ReLUs act on features * expand channels
     fold: int = 2  # columns folded into channels (space-to-depth along the in-plane axis): 2x cheaper steps
     kernel: tuple[int, int] = (3, 3)
@@ -60,7 +60,7 @@ class SelfSupConfig:
     patch: tuple[int, int] = (16, 64)  # LR rows x columns of a training patch
     batch: int = 32
     steps: int = 10000  # default when neither steps nor budget_s is given, together with...
-    budget_s: float = 150.0  # ...this time budget: whichever ends first
+    budget_s: float = 200.0  # ...this time budget: whichever ends first
     lr: float = 2e-3
     edge_mix: float = 0.5  # share of uniform patch sampling (1.0 = uniform, 0.0 = edges only)
     both_axes: bool = True  # degrade along both in-plane axes (else the first only)
