@@ -92,6 +92,17 @@ SUITE: dict[str, dict] = {
     "t1 x4 boxcar slices told gaussian": {"name": "t1", "profile": "boxcar", "assumed_profile": "gaussian"},
     "t1 x4 gaussian slices told boxcar": {"name": "t1", "assumed_profile": "boxcar"},
     "ct x4 boxcar slices (HU)": {"name": "ct", "profile": "boxcar"},
+    "ct x4 boxcar slices told gaussian (HU)": {
+        "name": "ct",
+        "profile": "boxcar",
+        "assumed_profile": "gaussian",
+    },
+    "ct x4 gaussian slices told boxcar (HU)": {"name": "ct", "assumed_profile": "boxcar"},
+    "t1 x4 gaussian slices told mixed": {"name": "t1", "assumed_profile": "mixed"},
+    "t1 x4 boxcar slices told mixed": {"name": "t1", "profile": "boxcar", "assumed_profile": "mixed"},
+    "ct x4 gaussian slices told mixed (HU)": {"name": "ct", "assumed_profile": "mixed"},
+    "ct x4 boxcar slices told mixed (HU)": {"name": "ct", "profile": "boxcar", "assumed_profile": "mixed"},
+    "t1 x4 rician SNR 30 told mixed": {"name": "t1", "noise": "rician:30", "assumed_profile": "mixed"},
     "t1 1 mm slices every 4 mm told 4 mm": {"name": "t1", "thickness": 1.0, "assumed_thickness": 4.0},
     "t1 1 mm slices every 4 mm": {"name": "t1", "thickness": 1.0},
     "t1 1 mm slices every 4 mm not told the thickness": {

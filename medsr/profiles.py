@@ -11,3 +11,14 @@ PROFILES = ("gaussian", "boxcar")
 
 #: The profile assumed when nothing names one.
 DEFAULT_PROFILE = "gaussian"
+
+#: For selfsup training only, when the shape is unknown: pairs made with every shape in PROFILES.
+MIXED_PROFILE = "mixed"
+
+#: What selfsup learns from: one shape, or all of them.
+SELFSUP_PROFILES = (*PROFILES, MIXED_PROFILE)
+
+
+def profile_shapes(profile: str) -> tuple[str, ...]:
+    """The slice profile shapes a selfsup ``profile`` trains on: all of PROFILES for ``"mixed"``."""
+    return PROFILES if profile == MIXED_PROFILE else (profile,)

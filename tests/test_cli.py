@@ -50,24 +50,25 @@ def test_infer_default_output_and_sidecar(oblique_nifti: Path) -> None:
     assert zooms[2] == pytest.approx(4.0 * 9 / round(9 * 4.0 / 0.8), rel=1e-4)
 
 
-def test_infer_selfsup_records_its_slice_profile(oblique_nifti: Path) -> None:
+@pytest.mark.parametrize(
+    "given,profile,said",
+    [
+        ("Boxcar", "boxcar", "assumed boxcar slices"),
+        ("mixed", "mixed", "assumed gaussian or boxcar (mixed) slices"),
+        (None, "gaussian", "differ (--profile mixed if their shape is unknown)"),  # a default: the way out
+    ],
+)
+def test_infer_selfsup_records_its_slice_profile(
+    oblique_nifti: Path, given: str | None, profile: str, said: str
+) -> None:
     out = oblique_nifti.with_name("box.nii.gz")
-    result = run(
-        "infer",
-        oblique_nifti,
-        "--profile",
-        "Boxcar",
-        "--factor",
-        "4",
-        "--steps",
-        "2",
-        "--no-progress",
-        "-o",
-        out,
-    )
+    told = [] if given is None else ["--profile", given]
+    result = run("infer", oblique_nifti, *told, "--factor", "4", "--steps", "2", "--no-progress", "-o", out)
     assert result.exit_code == 0, result.output
     sidecar = json.loads(out.with_name("box.json").read_text())
-    assert sidecar["method"] == "selfsup" and sidecar["profile"] == "boxcar" and sidecar["steps"] == 2
+    assert sidecar["method"] == "selfsup" and sidecar["profile"] == profile and sidecar["steps"] == 2
+    assert said in result.output and sidecar.get("profile_source") == (given and "given")
+    assert ("--profile mixed if" in result.output) == (given is None)
     assert nib.load(str(out)).shape == (20, 18, 36)
 
 
@@ -91,7 +92,7 @@ def test_infer_spacing_option_gives_non_integer_factor(tmp_path: Path) -> None:
         (["--axis", "7"], "0, 1 or 2"),
         (["--dtype", "int8"], "--dtype"),
         (["--method", "bspline", "--profile", "boxcar"], "--profile"),
-        (["--profile", "cosine", "--steps", "1"], "not one of gaussian, boxcar"),
+        (["--profile", "cosine", "--steps", "1"], "not one of gaussian, boxcar, mixed"),
     ],
 )
 def test_bad_options_exit_2_with_one_line(oblique_nifti: Path, args: list[str], message: str) -> None:

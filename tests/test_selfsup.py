@@ -150,6 +150,9 @@ def test_the_slice_profile_shape_must_match_the_scan() -> None:
 
     boxcar, gaussian, cubic = told("boxcar"), told("gaussian"), mse(interpolate_upscale(lr, 2, 4, "bspline"))
     assert boxcar < 0.9 * gaussian and boxcar < 0.9 * cubic, (boxcar, gaussian, cubic)
+    # Not knowing the shape ("mixed": pairs of both) is far safer than assuming the wrong one.
+    mixed = told("mixed")
+    assert mixed < 0.9 * gaussian and mixed < 0.9 * cubic, (mixed, gaussian, cubic)
 
 
 def test_save_and_reuse_model_round_trip(tmp_path) -> None:
@@ -198,6 +201,12 @@ def test_training_pairs_follow_the_slice_physics() -> None:
     images = torch.from_numpy(rng.uniform(0, 1, (3, 40, 30)).astype(np.float32))
     (boxcar,) = make_stacks(images, 1.0, 4, 4.0, 4.0, phases=False, profile="boxcar")
     torch.testing.assert_close(boxcar.lr, images.reshape(3, 10, 4, 30).mean(2))  # 4 mm slab = mean of 4 rows
+    gaussian, box = make_stacks(images, 1.0, 4, 4.0, 4.0, phases=False, profile="mixed")  # both shapes
+    torch.testing.assert_close(box.lr, boxcar.lr)
+    torch.testing.assert_close(
+        gaussian.lr, apply_slab_weights(images, slab_weights(40, 1.0, 4.0, 4.0), axis=1)
+    )
+    assert gaussian.hr is box.hr  # one HR copy for both
     stacks = make_stacks(images, 1.0, 4, 4.0, 4.0, phases=True)
     assert [s.offset for s in stacks] == [0, 1, 2, 3]
     weights = slab_weights(40, 1.0, 4.0, 4.0)
@@ -233,6 +242,8 @@ def test_noise_estimate_and_training_input_noise() -> None:
     assert input_noise(0.03, 4, 4.0, 4.0) == pytest.approx(0.03 * np.sqrt(1 - kept**2))
     assert 0 < input_noise(0.03, 4, 4.0, 4.0) < 0.03 and input_noise(0.0, 4, 4.0, 4.0) == 0.0
     assert input_noise(0.03, 4, 4.0, 4.0, "boxcar") == pytest.approx(0.03 * np.sqrt(1 - 1 / 4))  # mean of 4
+    mean_energy = (kept**2 + 1 / 4) / 2  # "mixed": one level from the mean of both shapes' energies
+    assert input_noise(0.03, 4, 4.0, 4.0, "mixed") == pytest.approx(0.03 * np.sqrt(1 - mean_energy))
 
 
 @pytest.mark.parametrize("expand,fold", [(1, 1), (4, 1), (4, 2), (1, 3)])
@@ -280,7 +291,9 @@ def test_user_errors_are_medsr_errors() -> None:
         selfsup_upscale(two, axis=2, factor=2, steps=1, progress=False)
     with pytest.raises(MedsrError, match="device"):
         selfsup_upscale(vol, axis=2, factor=2, steps=1, progress=False, device="tpu9")
-    with pytest.raises(MedsrError, match="not one of gaussian, boxcar"):
+    with pytest.raises(MedsrError, match="not one of gaussian, boxcar, mixed"):
         selfsup_upscale(vol, axis=2, factor=2, steps=1, progress=False, profile="cosine")
+    with pytest.raises(MedsrError, match="not one of gaussian, boxcar"):  # a slab has one shape
+        simulate_thick_slices(vol, 4.0, 4.0, axis=2, profile="mixed")
     with pytest.raises(MedsrError, match="only shapes selfsup"):
         upscale(vol, axis=2, factor=2, method="bspline", profile="boxcar")

@@ -121,6 +121,7 @@ def test_cli_reports_the_assumed_slices_and_info_shows_them(hr_nifti: Path) -> N
     result = runner.invoke(app, ["infer", str(lr), "--factor", "4", "--steps", "2", "--no-progress"])
     assert result.exit_code == 0, result.output
     assert "assumed boxcar slices of FWHM 2 mm" in result.output
+    assert "--profile mixed" not in result.output  # the sidecar named the shape: no hint
     sidecar = json.loads(lr.with_name("hr_lr_medsr.json").read_text())
     assert sidecar["profile"] == "boxcar" and sidecar["thickness_source"].endswith("hr_lr.json")
     # The output's own sidecar is an infer record: reading the output back takes no slice facts from it.

@@ -45,7 +45,8 @@ def infer(
         str | None,
         typer.Option(
             "--profile",
-            help="selfsup: slice profile shape, gaussian or boxcar (thick slices averaged from thin ones) "
+            help="selfsup: slice profile shape, gaussian or boxcar (thick slices averaged from thin ones), "
+            "or mixed when the shape is unknown (learns both; docs/performance.md) "
             "(default: a medsr simulate sidecar's, else gaussian, or the --model's own).",
             show_default=False,
         ),

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from medsr.profiles import profile_shapes
 from medsr.transforms.functional import DEFAULT_PROFILE, apply_slab_weights, slab_weights
 
 #: Candidate patch positions kept per stack (positions are strided beyond this).
@@ -63,7 +64,7 @@ def make_stacks(
     profile: str = DEFAULT_PROFILE,
     valid: torch.Tensor | None = None,
 ) -> list[PairStack]:
-    """Degrade (S, L, W) images along L into (LR, HR) stacks, one per slab-grid phase.
+    """Degrade (S, L, W) images along L into (LR, HR) stacks, one per slab-grid phase and profile shape.
 
     Args:
         images: in-plane slices, L is the axis to degrade, ``row_spacing`` mm apart.
@@ -73,7 +74,8 @@ def make_stacks(
         phases: one stack for each slab-grid offset 0..R-1 (each anatomy seen at every phase), else
             offset 0 only. The HR images are shared; LR stacks take about one HR volume in all.
         profile: slice profile shape, ``"gaussian"`` or ``"boxcar"`` (see
-            :func:`medsr.transforms.functional.profile_cdf`).
+            :func:`medsr.transforms.functional.profile_cdf`), or ``"mixed"``: the stacks of both shapes
+            (the shape is unknown; the network learns to undo either).
         valid: None, or (L, W) bool marking the pixels of every image that hold content (not padding);
             each stack then marks the LR pixels whose slab or HR rows reach an invalid pixel.
     """
@@ -86,13 +88,14 @@ def make_stacks(
             valid = (resample_rows(valid[None].float(), n_rows)[0] - 1.0).abs() < 1e-3
     hr = images.float().contiguous()  # contiguous: fast patch gathers
     stacks = []
-    for offset in range(factor if phases else 1):
-        if n_rows - offset < factor:
-            break
-        weights = slab_weights(n_rows - offset, hr_spacing, thickness, slice_spacing, profile)
-        lr = apply_slab_weights(hr[:, offset:], weights, axis=1).contiguous()
-        usable = None if valid is None else _usable(valid[offset:], weights, factor)
-        stacks.append(PairStack(hr=hr, lr=lr, factor=factor, offset=offset, valid=usable))
+    for shape in profile_shapes(profile):
+        for offset in range(factor if phases else 1):
+            if n_rows - offset < factor:
+                break
+            weights = slab_weights(n_rows - offset, hr_spacing, thickness, slice_spacing, shape)
+            lr = apply_slab_weights(hr[:, offset:], weights, axis=1).contiguous()
+            usable = None if valid is None else _usable(valid[offset:], weights, factor)
+            stacks.append(PairStack(hr=hr, lr=lr, factor=factor, offset=offset, valid=usable))
     return stacks
 
 
@@ -135,11 +138,15 @@ def input_noise(
     A training LR pixel averages ``factor`` noisy in-plane pixels (std ``sigma`` each) with the slab
     weights ``w``, which leaves std ``sigma * |w|``; an acquired thick slice has std ``sigma``. The
     difference, ``sigma * sqrt(1 - |w|^2)``, is added during training so that the network learns to
-    sharpen without amplifying the scan's noise.
+    sharpen without amplifying the scan's noise. For ``"mixed"``, ``|w|^2`` is the mean over the shapes
+    (one noise level for all stacks; at x4 the shapes' levels differ by about 5 %).
     """
-    weights = slab_weights(8 * factor, slice_spacing / factor, thickness, slice_spacing, profile)
-    energy = float(np.median((weights**2).sum(axis=1)))
-    return float(sigma * np.sqrt(max(0.0, 1.0 - energy)))
+    hr_spacing = slice_spacing / factor
+    energies = []
+    for shape in profile_shapes(profile):
+        weights = slab_weights(8 * factor, hr_spacing, thickness, slice_spacing, shape)
+        energies.append(float(np.median((weights**2).sum(axis=1))))
+    return float(sigma * np.sqrt(max(0.0, 1.0 - float(np.mean(energies)))))
 
 
 class PatchSampler:

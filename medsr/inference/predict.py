@@ -15,6 +15,7 @@ from medsr.errors import MedsrError, MedsrWarning
 from medsr.evaluation.baselines import INTERPOLATORS, interpolate_upscale
 from medsr.inference.thickness_check import SPACING_SOURCE
 from medsr.io.volume import SLICE_KEYS, affine_of, slice_fact, spatial_shape, with_grid
+from medsr.profiles import DEFAULT_PROFILE, MIXED_PROFILE
 
 METHODS = ("selfsup", "model", *INTERPOLATORS)
 
@@ -81,7 +82,7 @@ def upscale(
             the slices themselves; see :func:`slice_thickness`).
         options: passed to the learned method (budget_s, steps, device, seed, progress, save_model;
             ``profile``, the slice profile shape, for ``selfsup`` only: default the volume's
-            ``slice_profile`` (a ``medsr simulate`` sidecar), else Gaussian).
+            ``slice_profile`` (a ``medsr simulate`` sidecar), else Gaussian; ``"mixed"`` when unknown).
 
     Returns:
         MetaTensor on the upscaled grid (same physical extent, see docs/geometry.md); ``meta["medsr"]``
@@ -173,11 +174,13 @@ def slice_thickness(volume: MetaTensor, axis: int, thickness: float | None) -> t
 
 def slice_assumption(facts: dict[str, Any]) -> str:
     """One line naming the slice profile a selfsup run assumed and where each part came from."""
-    profile = facts.get("profile", "gaussian")
+    profile = facts.get("profile", DEFAULT_PROFILE)
+    shape = "gaussian or boxcar (mixed)" if profile == MIXED_PROFILE else profile
     return (
-        f"assumed {profile} slices of FWHM {facts['thickness_mm']:g} mm (thickness: "
+        f"assumed {shape} slices of FWHM {facts['thickness_mm']:g} mm (thickness: "
         f"{facts.get('thickness_source', 'given')}; profile: {facts.get('profile_source', 'default')}); "
         "pass --thickness/--profile if the scan's slices differ"
+        + (" (--profile mixed if their shape is unknown)" if "profile_source" not in facts else "")
     )
 
 

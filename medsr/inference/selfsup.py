@@ -41,7 +41,7 @@ from medsr.inference.thickness_check import unknown_thickness
 from medsr.inference.training_views import training_stacks
 from medsr.io.volume import affine_of, spatial_shape, with_grid
 from medsr.models import MODELS
-from medsr.transforms.functional import DEFAULT_PROFILE, PROFILES
+from medsr.profiles import DEFAULT_PROFILE, MIXED_PROFILE, SELFSUP_PROFILES
 
 ARCHITECTURE = "slice_sr2d"
 
@@ -203,9 +203,10 @@ def selfsup_upscale(
         thickness: slice profile FWHM in mm; None = unknown: the slice spacing along ``axis``, unless the
             slices clearly look thinner than that (gaps; :mod:`medsr.inference.thickness_check`), then
             the thickness they look.
-        profile: slice profile shape, ``"gaussian"`` or ``"boxcar"`` (thick slices that average thin ones);
-            None = ``"gaussian"``, or a reused ``model``'s own profile. A wrong shape costs far more than
-            a wrong width (docs/performance.md).
+        profile: slice profile shape, ``"gaussian"`` or ``"boxcar"`` (thick slices that average thin ones),
+            or ``"mixed"`` when the shape is unknown (pairs of both shapes: a little less sharp than the
+            right shape, far better than the wrong one); None = ``"gaussian"``, or a reused ``model``'s own
+            profile. A wrong shape costs far more than a wrong width (docs/performance.md).
         budget_s / steps: training length; either, both (the first reached ends training), or neither
             (``config.steps`` and ``config.budget_s``, the first reached). Steps alone are deterministic
             for a given ``seed`` on the CPU.
@@ -237,8 +238,11 @@ def selfsup_upscale(
     if budget_s is not None and not budget_s > 0:
         raise MedsrError(f"training budget {budget_s} s must be positive")
     profile = profile.strip().lower() if profile is not None else None
-    if profile is not None and profile not in PROFILES:
-        raise MedsrError(f"slice profile {profile!r} is not one of {', '.join(PROFILES)}")
+    if profile is not None and profile not in SELFSUP_PROFILES:
+        raise MedsrError(
+            f"slice profile {profile!r} is not one of {', '.join(SELFSUP_PROFILES)} "
+            f"({MIXED_PROFILE!r} when the shape is unknown)"
+        )
     r = int(math.ceil(factor - 1e-6))
     dev = resolve_device(device)
 
@@ -248,7 +252,8 @@ def selfsup_upscale(
     sigma = estimate_noise(torch.movedim(norm, axis, 0)) if cfg.match_noise and model is None else 0.0
     checked: dict[str, Any] = {}
     if thickness is None and model is None:
-        thickness, checked = unknown_thickness(norm, axis, sizes, profile or DEFAULT_PROFILE, sigma)
+        check_shape = DEFAULT_PROFILE if profile in (None, MIXED_PROFILE) else profile
+        thickness, checked = unknown_thickness(norm, axis, sizes, check_shape, sigma)
     thickness = spacing if thickness is None else float(thickness)
     facts: dict[str, Any] = {
         "method": "selfsup",
