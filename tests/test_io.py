@@ -8,12 +8,13 @@ import nibabel as nib
 import numpy as np
 import pytest
 import SimpleITK as sitk
+import torch
 from nibabel.affines import apply_affine
 
 from medsr.errors import MedsrError
 from medsr.evaluation.baselines import interpolate_upscale
 from medsr.io.readers import load_volume
-from medsr.io.volume import affine_of, make_volume
+from medsr.io.volume import affine_of, count_nonfinite, make_volume
 from medsr.io.writers import save_volume
 from tests.conftest import blob_volume, make_affine
 
@@ -145,6 +146,16 @@ def test_failed_write_leaves_nothing(tmp_path: Path) -> None:
     with pytest.raises(MedsrError, match="NaN"):
         save_volume(volume, tmp_path / "nan.nii.gz")
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 2**24])
+def test_count_nonfinite_counts_across_chunks(chunk: int) -> None:
+    data = np.zeros((4, 5, 6), np.float32)
+    data[0, 0, 0], data[1, 2, 3], data[3, 4, 5] = np.nan, np.inf, -np.inf
+    assert count_nonfinite(data, chunk) == 3
+    assert count_nonfinite(torch.from_numpy(data), chunk) == 3
+    assert count_nonfinite(data.astype(">f8"), chunk) == 3  # big-endian, as some files store it
+    assert count_nonfinite(np.ones(5, np.int16), chunk) == 0
 
 
 def test_unknown_suffix_and_missing_file(tmp_path: Path) -> None:

@@ -89,3 +89,14 @@ def test_training_stacks_add_rotated_views(monkeypatch: pytest.MonkeyPatch) -> N
     monkeypatch.setattr(views, "MAX_ROTATED_PIXELS", 3 * 45 * 45)  # room for 3 rotated slices
     capped = training_stacks(norm, 1, sizes, 4, 4.0, 4.0, "gaussian", rotations=(45.0,))
     assert capped[1].hr.shape[0] == 3 and capped[0].hr.shape[0] == 7
+
+
+def test_training_stacks_keep_evenly_spaced_slices_of_a_large_volume(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Training memory is bounded: beyond MAX_SLICE_PIXELS, evenly spaced whole slices are kept."""
+    norm = torch.arange(20 * 9 * 12, dtype=torch.float32).reshape(20, 9, 12)  # slice axis 1
+    monkeypatch.setattr(views, "MAX_SLICE_PIXELS", 4 * 20 * 12)  # room for 4 slices of 20 x 12
+    stacks = training_stacks(norm, 1, (1.0, 4.0, 1.0), 4, 4.0, 4.0, "gaussian")
+    rows, cols = stacks
+    assert rows.hr.shape == (4, 20, 12) and cols.hr.shape == (4, 12, 20)
+    kept = torch.movedim(norm, 1, 0)[[0, 3, 5, 8]]  # first, last and evenly between
+    assert torch.equal(rows.hr, kept) and torch.equal(cols.hr, kept.transpose(1, 2))

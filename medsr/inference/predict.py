@@ -14,7 +14,7 @@ from medsr import geometry
 from medsr.errors import MedsrError, MedsrWarning
 from medsr.evaluation.baselines import INTERPOLATORS, interpolate_upscale
 from medsr.inference.thickness_check import SPACING_SOURCE
-from medsr.io.volume import SLICE_KEYS, affine_of, slice_fact, spatial_shape, with_grid
+from medsr.io.volume import SLICE_KEYS, affine_of, count_nonfinite, slice_fact, spatial_shape, with_grid
 from medsr.profiles import DEFAULT_PROFILE, MIXED_PROFILE
 
 METHODS = ("selfsup", "model", *INTERPOLATORS)
@@ -136,7 +136,7 @@ def upscale(
             volume, Path(model), axis=ax, factor=factor, thickness=thickness, **options
         )
         facts.update(learned)
-    bad = int((~torch.isfinite(out.as_tensor() if isinstance(out, MetaTensor) else out)).sum())
+    bad = count_nonfinite(out)
     if bad:
         raise MedsrError(
             f"{_name(volume)}: method {method!r} produced {bad} NaN/infinite voxels from a finite input; "

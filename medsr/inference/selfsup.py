@@ -248,7 +248,7 @@ def selfsup_upscale(
 
     data = volume.detach().as_subclass(torch.Tensor)[0].to("cpu", torch.float32)
     lo, hi = robust_range(data, cfg.percentiles)
-    norm = torch.nan_to_num((data - lo) / (hi - lo), nan=0.0, posinf=0.0, neginf=0.0)
+    norm = torch.nan_to_num_((data - lo).div_(hi - lo), nan=0.0, posinf=0.0, neginf=0.0)  # one copy
     sigma = estimate_noise(torch.movedim(norm, axis, 0)) if cfg.match_noise and model is None else 0.0
     checked: dict[str, Any] = {}
     if thickness is None and model is None:

@@ -20,8 +20,12 @@ from scipy import ndimage
 
 from medsr.inference.patches import PairStack, make_stacks
 
-#: At most this many pixels of rotated slices per angle (evenly spaced slices are kept): 256 MB float32.
-MAX_ROTATED_PIXELS = 2**26
+#: At most this many pixels of slices per view (evenly spaced slices are kept beyond): 128 MB float32.
+#: With both in-plane axes a view is stored twice (rows and columns contiguous), so the HR images of
+#: training take at most 4 x 128 MB whatever the volume size (docs/performance.md, memory).
+MAX_SLICE_PIXELS = 2**25
+#: The same bound for the canvases of rotated slices (at most about twice a slice's area each).
+MAX_ROTATED_PIXELS = 2**25
 
 
 def rotate_slices(
@@ -88,10 +92,14 @@ def training_stacks(
     """
     slices = torch.movedim(norm, axis, 0)  # (n, A, B)
     spacing = tuple(float(sizes[a]) for a in range(3) if a != axis)
-    views: list[tuple[torch.Tensor, tuple[float, float], torch.Tensor | None]] = [(slices, spacing, None)]
+    area = slices.shape[1] * slices.shape[2]
+    views: list[tuple[torch.Tensor, tuple[float, float], torch.Tensor | None]] = [
+        (evenly_spaced(slices, MAX_SLICE_PIXELS // area), spacing, None)
+    ]
     for degrees in rotations:
-        keep = torch.linspace(0, slices.shape[0] - 1, _slices_to_rotate(slices, spacing)).round().long()
-        rotated, valid, pixel = rotate_slices(slices[keep.unique()], degrees, spacing)
+        rotated, valid, pixel = rotate_slices(
+            evenly_spaced(slices, _slices_to_rotate(slices, spacing)), degrees, spacing
+        )
         views.append((rotated, (pixel, pixel), valid))
     if both_axes:
         views += [
@@ -105,6 +113,14 @@ def training_stacks(
             images, mm[0], factor, thickness, slice_spacing, phases, profile, valid=valid
         )
     ]
+
+
+def evenly_spaced(slices: torch.Tensor, count: int) -> torch.Tensor:
+    """(S, A, B) ``slices`` itself, or at most ``count`` (>= 1) evenly spaced ones of them (a copy)."""
+    if count >= slices.shape[0]:
+        return slices
+    keep = torch.linspace(0, slices.shape[0] - 1, max(1, count)).round().long().unique()
+    return slices[keep]
 
 
 def _slices_to_rotate(slices: torch.Tensor, spacing: tuple[float, float]) -> int:

@@ -58,6 +58,24 @@ def make_volume(array: np.ndarray | torch.Tensor, affine: np.ndarray, **meta: An
     return MetaTensor(data.to(torch.float32), affine=aff, meta=meta)
 
 
+def count_nonfinite(data: np.ndarray | torch.Tensor, chunk: int = 2**24) -> int:
+    """NaN and infinite elements of ``data`` (any shape, CPU), counted ``chunk`` elements at a time.
+
+    No mask the size of the volume is made: a large output is checked in constant extra memory.
+    """
+    if isinstance(data, torch.Tensor):
+        flat = data.detach().as_subclass(torch.Tensor).reshape(-1)
+        if not flat.is_floating_point():
+            return 0
+        return sum(
+            int(part.numel() - torch.count_nonzero(torch.isfinite(part))) for part in flat.split(chunk)
+        )
+    flat = np.asarray(data).reshape(-1)
+    if not np.issubdtype(flat.dtype, np.inexact):
+        return 0
+    return sum(int(np.count_nonzero(~np.isfinite(flat[i : i + chunk]))) for i in range(0, flat.size, chunk))
+
+
 def affine_of(volume: MetaTensor) -> np.ndarray:
     """The 4x4 float64 voxel-to-RAS affine of ``volume`` as numpy."""
     aff = volume.meta.get("affine", getattr(volume, "affine", None))

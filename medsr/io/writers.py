@@ -16,7 +16,7 @@ from monai.data import MetaTensor
 from medsr.errors import MedsrError
 from medsr.io.atomic import atomic_output, check_output
 from medsr.io.readers import ITK_SUFFIXES, LPS_TO_RAS, NIFTI_SUFFIXES, native_stderr_captured
-from medsr.io.volume import affine_of
+from medsr.io.volume import affine_of, count_nonfinite
 
 DTYPES = ("float32", "input")
 
@@ -59,7 +59,7 @@ def save_volume(
     check_output(path, overwrite=overwrite, inputs=inputs)
     fmt = output_format(path, volume)
     data = _spatial_array(volume)
-    if not np.isfinite(data).all():
+    if count_nonfinite(data):
         raise MedsrError(f"{path}: refusing to write a volume with NaN or infinite voxels")
     if fmt == "dicom":
         from medsr.io.dicom import write_dicom_series
@@ -111,10 +111,11 @@ def _cast(data: np.ndarray, dtype: np.dtype) -> np.ndarray:
     """Round and clip to an integer dtype's range; floats are cast directly."""
     if np.issubdtype(dtype, np.integer):
         info = np.iinfo(dtype)
-        return np.clip(np.rint(data), info.min, info.max).astype(dtype)
+        rounded = np.rint(data)  # one float copy, clipped in place (a large output is not copied thrice)
+        return np.clip(rounded, info.min, info.max, out=rounded).astype(dtype)
     if dtype == np.bool_:
         return (data > 0.5).astype(np.uint8)
-    return data.astype(dtype)
+    return data.astype(dtype, copy=False)
 
 
 def _write_nifti(data: np.ndarray, affine: np.ndarray, volume: MetaTensor, tmp: Path) -> None:
