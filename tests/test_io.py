@@ -158,6 +158,15 @@ def test_count_nonfinite_counts_across_chunks(chunk: int) -> None:
     assert count_nonfinite(np.ones(5, np.int16), chunk) == 0
 
 
+def test_describe_counts_non_finite_voxels() -> None:
+    from medsr.io.describe import describe
+
+    data = np.arange(24, dtype=np.float32).reshape(2, 3, 4)
+    data[0, 1, 2], data[1, 2, 3] = np.nan, -np.inf
+    info = describe(make_volume(data, make_affine((1.0, 1.0, 3.0))))
+    assert info["non_finite_voxels"] == 2 and info["intensity_range"] == [0.0, 22.0]
+
+
 def test_unknown_suffix_and_missing_file(tmp_path: Path) -> None:
     with pytest.raises(MedsrError, match="no such file"):
         load_volume(tmp_path / "nope.nii.gz")

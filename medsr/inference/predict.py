@@ -199,9 +199,9 @@ def finite_volume(volume: MetaTensor) -> tuple[MetaTensor, dict[str, int]]:
     ``posinf``, ``neginf``; empty when none). A volume with no finite voxel is refused.
     """
     data = volume.as_tensor() if isinstance(volume, MetaTensor) else torch.as_tensor(volume)
-    finite = torch.isfinite(data)
-    if bool(finite.all()):
+    if not count_nonfinite(data):
         return volume, {}
+    finite = torch.isfinite(data)
     if not bool(finite.any()):
         raise MedsrError(f"{_name(volume)}: every voxel is NaN or infinite; there is no image to upscale")
     lo, hi = (float(v) for v in torch.aminmax(data[finite]))

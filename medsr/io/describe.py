@@ -34,7 +34,7 @@ def describe(volume: MetaTensor) -> dict[str, Any]:
         "anisotropy": round(float(sizes.max() / sizes.min()), 4),
         "dtype": volume.meta.get("original_dtype", "float32"),
         "intensity_range": [float(values.min()), float(values.max())] if values.numel() else [None, None],
-        "non_finite_voxels": int((~finite).sum()),
+        "non_finite_voxels": int(finite.numel() - torch.count_nonzero(finite)),
         "slice_thickness": volume.meta.get("slice_thickness"),
         "slice_profile": volume.meta.get("slice_profile"),
         "slice_facts_source": volume.meta.get("slice_facts_source"),
