@@ -206,9 +206,9 @@ def finite_volume(volume: MetaTensor) -> tuple[MetaTensor, dict[str, int]]:
         raise MedsrError(f"{_name(volume)}: every voxel is NaN or infinite; there is no image to upscale")
     lo, hi = (float(v) for v in torch.aminmax(data[finite]))
     counts = {
-        "nan": int(torch.isnan(data).sum()),
-        "posinf": int(torch.isposinf(data).sum()),
-        "neginf": int(torch.isneginf(data).sum()),
+        "nan": int(torch.count_nonzero(torch.isnan(data))),
+        "posinf": int(torch.count_nonzero(torch.isposinf(data))),
+        "neginf": int(torch.count_nonzero(torch.isneginf(data))),
     }
     clean = torch.nan_to_num(data, nan=0.0, posinf=hi, neginf=lo)
     inf = counts["posinf"] + counts["neginf"]
