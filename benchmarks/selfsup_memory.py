@@ -36,14 +36,10 @@ _CHILD = """
 import atexit, json, sys
 from pathlib import Path
 
+from medsr.evaluation.benchmark import max_rss_mb  # VmHWM, as medsr benchmark measures its methods
+
 RESULT = Path(sys.argv[1])
-
-def _dump():
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            RESULT.write_text(json.dumps({"peak_rss_mb": int(line.split()[1]) / 1024}))
-
-atexit.register(_dump)
+atexit.register(lambda: RESULT.write_text(json.dumps({"peak_rss_mb": max_rss_mb()})))
 if len(sys.argv) > 2:
     import medsr.cli.main
     sys.argv = ["medsr", *sys.argv[2:]]
@@ -96,6 +92,8 @@ def main() -> None:
     parser.add_argument("--profile", default="gaussian", help="gaussian, boxcar or mixed")
     parser.add_argument("--device", default="cpu", help="auto, cpu or cuda")
     args = parser.parse_args()
+    import nibabel as nib
+
     try:
         sizes = [parse_size(s) for s in args.sizes.split(",")]
     except argparse.ArgumentTypeError as err:
@@ -132,8 +130,6 @@ def main() -> None:
                 work,
             )
             facts = json.loads(sidecar_path(out).read_text())
-            import nibabel as nib
-
             shape_out = nib.load(str(out)).shape
             arrays = (np.prod(shape) + np.prod(shape_out)) * 4 / mb
             beyond = peak["peak_rss_mb"] - imports["peak_rss_mb"] - arrays

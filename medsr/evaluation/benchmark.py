@@ -97,7 +97,7 @@ def run_method(spec: dict[str, Any]) -> dict[str, Any]:
     from medsr.io.writers import save_volume
 
     lr = load_volume(spec["lr"])
-    base = _max_rss_mb()
+    base = max_rss_mb()
     cuda = torch.cuda.is_available()
     if cuda:
         torch.cuda.reset_peak_memory_stats()
@@ -112,7 +112,7 @@ def run_method(spec: dict[str, Any]) -> dict[str, Any]:
         **spec.get("learner", {}),
     )
     seconds = time.perf_counter() - start
-    peak = _max_rss_mb()
+    peak = max_rss_mb()
     save_volume(sr, spec["output"], overwrite=True)
     gpu = torch.cuda.max_memory_allocated() / 2**20 if cuda and torch.cuda.is_initialized() else None
     return {
@@ -323,7 +323,7 @@ def _prepare_outdir(outdir: Path, overwrite: bool) -> None:
     outdir.mkdir(parents=True, exist_ok=True)
 
 
-def _max_rss_mb() -> float | None:
+def max_rss_mb() -> float | None:
     """This process's peak resident memory in MiB: VmHWM from /proc, else ru_maxrss, else None."""
     try:
         for line in Path("/proc/self/status").read_text().splitlines():
