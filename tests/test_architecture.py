@@ -66,33 +66,33 @@ def test_clean_package_passes(tmp_path, capsys):
     assert capsys.readouterr().out == ""
 
 
-@pytest.mark.parametrize(
-    "source",
-    [
-        "from medsr.cli.main import app\n",
-        "import medsr.cli.main as m\n",
-        "import medsr.cli.main\n",
-        "from medsr.cli import main\n",
-        "from ..cli import main\n",
-        "def f():\n    from medsr.cli.main import app\n",
-        "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from medsr.cli.main import app\n",
-        "from importlib import import_module\ndef f():\n    return import_module('medsr.cli.main')\n",
-    ],
-    ids=[
-        "from",
-        "import-as",
-        "import",
-        "from-package",
-        "relative",
-        "in-function",
+SPELLINGS = {
+    "from": ("from medsr.cli.main import app\n", "module"),
+    "import-as": ("import medsr.cli.main as m\n", "module"),
+    "import": ("import medsr.cli.main\n", "module"),
+    "from-package": ("from medsr.cli import main\n", "module"),
+    "relative": ("from ..cli import main\n", "module"),
+    "in-function": ("def f():\n    from medsr.cli.main import app\n", "function"),
+    "type-checking": (
+        "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    import medsr.cli.main\n",
         "type-checking",
+    ),
+    "dynamic": (
+        "import importlib\ndef f():\n    return importlib.import_module('medsr.cli.main')\n",
         "dynamic",
-    ],
-)
-def test_upward_import_is_caught_in_every_spelling(tmp_path, source):
+    ),
+}
+
+
+@pytest.mark.parametrize("spelling", SPELLINGS)
+def test_upward_import_is_caught_in_every_spelling(tmp_path, spelling):
+    source, kind = SPELLINGS[spelling]
     make_package(tmp_path, {"io/naming.py": source, "cli/main.py": "app = 1\n"})
     line = source.count("\n", 0, source.index("medsr.cli" if "medsr.cli" in source else "..cli")) + 1
-    assert rules(tmp_path) == [("medsr/io/naming.py", line, "upward")]
+    (violation,) = arch.check(tmp_path)
+    assert (violation.path, violation.line, violation.rule) == ("medsr/io/naming.py", line, "upward")
+    suffix = "" if kind == "module" else f" ({kind} import)"
+    assert violation.detail == f"medsr.io.naming (layer 1) imports medsr.cli.main (layer 6){suffix}"
 
 
 def test_lower_layer_importing_the_cli_through_the_public_face_is_upward(tmp_path):
