@@ -22,6 +22,7 @@ Each violation is one line ``file:line: rule: detail``. Rules:
 ``long-module``   a file longer than ``--max-module-lines`` (the house rule: no module over 400 lines).
 ``unmapped``      a module no entry of ``LAYERS`` covers: give new packages a layer here.
 ``unresolved``    an import of a ``medsr`` module that does not exist.
+``syntax``        a file that does not parse (left out of every other rule).
 ``lazy-target``   an entry of ``_LAZY`` in ``medsr/__init__.py`` names a module or attribute that does not exist.
 
 Imports resolve to the file that runs: ``from medsr.io import readers`` is an edge to ``medsr.io.readers``,
@@ -95,21 +96,29 @@ class Module:
     defined: set[str] = field(default_factory=set)
 
 
-def discover(root: Path, package: str = PACKAGE) -> dict[str, Module]:
-    """Parse every ``package/**/*.py`` under ``root`` into ``Module``s keyed by dotted name."""
+def discover(root: Path, package: str = PACKAGE) -> tuple[dict[str, Module], list[Violation]]:
+    """Parse every ``package/**/*.py`` under ``root`` into ``Module``s keyed by dotted name.
+
+    A file that does not parse is left out and reported as a ``syntax`` violation.
+    """
     modules: dict[str, Module] = {}
+    broken: list[Violation] = []
     for path in sorted((root / package).rglob("*.py")):
         parts = list(path.relative_to(root).with_suffix("").parts)
         is_package = parts[-1] == "__init__"
         if is_package:
             parts = parts[:-1]
         source = path.read_text(encoding="utf-8")
-        tree = ast.parse(source, filename=str(path))
         name = ".".join(parts)
         rel = path.relative_to(root).as_posix()
+        try:
+            tree = ast.parse(source, filename=str(path))
+        except SyntaxError as err:
+            broken.append(Violation(rel, err.lineno or 1, "syntax", f"does not parse: {err.msg}"))
+            continue
         modules[name] = Module(name, path, rel, is_package, tree, len(source.splitlines()))
         modules[name].defined = _top_level_names(tree)
-    return modules
+    return modules, broken
 
 
 def _top_level_names(tree: ast.Module) -> set[str]:
@@ -376,8 +385,9 @@ def check_lengths(modules: dict[str, Module], max_function: int, max_module: int
 
 def check(root: Path, max_function: int = 100, max_module: int = 400) -> list[Violation]:
     """All violations for the package under ``root``, sorted by file and line."""
-    modules = discover(root)
-    edges, out = collect_edges(modules)
+    modules, out = discover(root)
+    edges, problems = collect_edges(modules)
+    out += problems
     out += check_layers(modules, edges)
     out += check_cycles(modules, edges)
     out += check_lengths(modules, max_function, max_module)
@@ -386,7 +396,7 @@ def check(root: Path, max_function: int = 100, max_module: int = 400) -> list[Vi
 
 def listing(root: Path) -> list[str]:
     """One line per module (``file [layer prefix]``) and one indented line per medsr import."""
-    modules = discover(root)
+    modules, _ = discover(root)
     edges, _ = collect_edges(modules)
     lines = []
     for name in sorted(modules):

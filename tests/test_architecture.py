@@ -191,6 +191,12 @@ def test_long_module_unmapped_package_and_unresolved_import_are_caught(tmp_path)
     ]
 
 
+def test_a_file_that_does_not_parse_is_one_violation_not_a_traceback(tmp_path, capsys):
+    make_package(tmp_path, {"io/naming.py": "x = 1\n<<<<<<< Updated upstream\n"})
+    assert arch.main(["--root", str(tmp_path)]) == 1
+    assert capsys.readouterr().out == "medsr/io/naming.py:2: syntax: does not parse: invalid syntax\n"
+
+
 def test_lazy_table_targets_must_exist_and_define_the_name(tmp_path):
     make_package(tmp_path, {"io/readers.py": "def read(): ...\n"})
     face = FACE.replace('"medsr.io.readers"}', '"medsr.io.readers", "upscale": "medsr.inference.predict"}')
