@@ -280,6 +280,20 @@ def test_files_without_preamble(tmp_path):
     np.testing.assert_array_equal(read_dicom_series(tmp_path).numpy(), read_dicom_series(CT5N).numpy())
 
 
+def test_manifest_finds_a_series_without_preamble_as_infer_does(tmp_path):
+    """One DICOM rule (medsr.io.formats.looks_dicom) for ``medsr manifest`` and ``medsr infer`` batches."""
+    from medsr.inference.jobs import collect_inputs
+    from medsr.io.manifest_build import find_volumes
+
+    series = tmp_path / "old"
+    series.mkdir()
+    for src in CT5N.iterdir():
+        ds = pydicom.dcmread(src)
+        ds.preamble = None
+        pydicom.dcmwrite(series / src.name, ds, enforce_file_format=False)
+    assert find_volumes(tmp_path) == collect_inputs(tmp_path) == [series]
+
+
 def test_missing_decoder_names_the_package():
     path = DATA / "MR_small_jpeg_ls_lossless.dcm"
     try:

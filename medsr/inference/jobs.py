@@ -10,6 +10,7 @@ from typing import Any
 
 from medsr.errors import MedsrError
 from medsr.io.atomic import discard, write_json
+from medsr.io.formats import DICOM_SUFFIXES, MANIFEST_SUFFIXES, VOLUME_SUFFIXES, holds_dicom, looks_dicom
 from medsr.io.naming import default_output, read_sidecar, sha256_of, sidecar_path
 
 
@@ -98,8 +99,6 @@ def _is_medsr_sidecar(path: Path) -> bool:
 
 def collect_inputs(source: Path) -> list[Path]:
     """Scans to process: the rows of a manifest (.csv/.jsonl), or a folder's volume files and series folders."""
-    from medsr.io.readers import DICOM_SUFFIXES, ITK_SUFFIXES, NIFTI_SUFFIXES
-
     if source.is_file():
         from medsr.io.manifest import read_manifest
 
@@ -109,8 +108,8 @@ def collect_inputs(source: Path) -> list[Path]:
         name = entry.name.lower()
         if entry.name.startswith("."):
             continue
-        is_volume = entry.is_file() and name.endswith((*NIFTI_SUFFIXES, *ITK_SUFFIXES))
-        is_series = entry.is_dir() and any(_looks_dicom(f) for f in entry.rglob("*") if f.is_file())
+        is_volume = entry.is_file() and name.endswith(VOLUME_SUFFIXES)
+        is_series = entry.is_dir() and any(looks_dicom(f) for f in entry.rglob("*") if f.is_file())
         if is_volume or is_series:
             found.append(entry)
         elif entry.is_file() and name.endswith(DICOM_SUFFIXES):
@@ -126,8 +125,8 @@ def collect_inputs(source: Path) -> list[Path]:
 def is_batch(source: Path) -> bool:
     """True for a manifest file or a folder of scans; False for one volume file or one DICOM series folder."""
     if source.is_file():
-        return source.name.lower().endswith((".csv", ".jsonl", ".tsv"))
-    return source.is_dir() and not any(_looks_dicom(f) for f in source.iterdir() if f.is_file())
+        return source.name.lower().endswith(MANIFEST_SUFFIXES)
+    return source.is_dir() and not holds_dicom(source)
 
 
 def select_shard(items: list[Path], shard: str | None) -> list[Path]:
@@ -215,19 +214,3 @@ def _reason(err: Exception) -> str:
     if isinstance(err, (MedsrError, OSError)):
         return text
     return f"internal error {type(err).__name__}: {text} (please report it)"
-
-
-def _looks_dicom(path: Path) -> bool:
-    """DICOM Part 10 files carry 'DICM' at byte 128; older files without the preamble start with a
-    group 0002 or 0008 tag (the rule :mod:`medsr.io.dicom` reads them by); a ``.dcm``/``.ima`` name counts too.
-    """
-    from medsr.io.readers import DICOM_SUFFIXES
-
-    if path.name.lower().endswith(DICOM_SUFFIXES):
-        return True
-    try:
-        with path.open("rb") as handle:
-            start = handle.read(132)
-    except OSError:
-        return False
-    return start[128:132] == b"DICM" or start[:2] in (b"\x02\x00", b"\x08\x00")

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from medsr.errors import MedsrError
+from medsr.io.formats import NIFTI_SUFFIXES
 
 #: Largest expansion of a deflate stream (zlib technical details): a bound on what a .gz can hold.
 DEFLATE_MAX_RATIO = 1032
@@ -37,7 +38,7 @@ def check_nifti_data(
 
     ``header_bytes`` (348 for NIfTI-1, 540 for NIfTI-2): a single-file NIfTI's data cannot start inside it.
     """
-    single = path.name.lower().endswith((".nii", ".nii.gz"))
+    single = path.name.lower().endswith(NIFTI_SUFFIXES)
     if single and offset < header_bytes:
         raise MedsrError(
             f"{path}: the header's vox_offset {offset} points inside the {header_bytes}-byte header, so the "

@@ -18,40 +18,17 @@ from monai.data import MetaTensor
 
 from medsr import geometry
 from medsr.errors import MedsrError, MedsrWarning
+from medsr.io.formats import volume_format
 from medsr.io.preflight import check_itk_data, check_nifti_data
 from medsr.io.volume import make_volume
 
-NIFTI_SUFFIXES = (".nii", ".nii.gz")
-ITK_SUFFIXES = (".nrrd", ".nhdr", ".mha", ".mhd")
-DICOM_SUFFIXES = (".dcm", ".ima")
-
 #: Largest volume (voxels) medsr agrees to allocate; a header declaring more is refused before reading.
 MAX_VOXELS = 2_000_000_000
-
-#: LPS <-> RAS: negate the first two world axes.
-LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
 
 #: NIfTI sform and qform placing a corner of the volume further apart than this (mm) disagree.
 FORM_DISAGREEMENT_MM = 0.1
 #: Affine axes whose |cos(angle)| exceeds this are sheared (not perpendicular; 1e-3 ~ 0.06 degrees).
 SHEAR_COS = 1e-3
-
-
-def volume_format(path: Path) -> str:
-    """``nifti``, ``nrrd``, ``mha``, ``mhd``, ``dicom`` from a path's suffix (a folder is a DICOM series)."""
-    name = path.name.lower()
-    if path.is_dir():
-        return "dicom"
-    if name.endswith(NIFTI_SUFFIXES):
-        return "nifti"
-    if name.endswith(ITK_SUFFIXES):
-        return "nhdr" if name.endswith(".nhdr") else name.rsplit(".", 1)[-1]
-    if name.endswith(DICOM_SUFFIXES) or "." not in name:
-        return "dicom"
-    raise MedsrError(
-        f"{path}: unknown volume format {path.suffix!r}; medsr reads .nii/.nii.gz, .nrrd/.nhdr, .mha/.mhd "
-        "and DICOM series (a folder or .dcm files)"
-    )
 
 
 def load_volume(
@@ -236,7 +213,7 @@ def _read_itk(path: Path, fmt: str, volume_index: int | None) -> MetaTensor:
     lps[:3, 3] = image3.GetOrigin()
     return make_volume(
         data,
-        LPS_TO_RAS @ lps,
+        geometry.LPS_TO_RAS @ lps,
         format=fmt,
         filename_or_obj=str(path),
         original_dtype=np.dtype(sitk.GetArrayViewFromImage(image).dtype).name,
