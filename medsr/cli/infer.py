@@ -125,10 +125,13 @@ def infer(
     scans = select_shard(collect_inputs(scan), shard)
     report = f"medsr_batch_{shard.replace('/', '_of_')}.json" if shard else "medsr_batch.json"
     summary = infer_batch(scans, output, opts, report=report, progress=progress)
+    redone = f" ({len(summary.redone)} redone)" if summary.redone else ""
     typer.echo(
-        f"batch: {len(summary.done)} written, {len(summary.skipped)} skipped (already done), "
+        f"batch: {len(summary.done)} written{redone}, {len(summary.skipped)} skipped (already done), "
         f"{len(summary.failed)} failed; report {output / report}"
     )
+    for path, reason in summary.redone:
+        typer.echo(f"  redone: {path.name} ({reason})")
     for path, reason in summary.failed:
         typer.echo(f"  failed: {path}: {reason}", err=True)
     if summary.failed:
