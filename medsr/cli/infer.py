@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from medsr.cli.options import Axis, Dtype, Overwrite, Scan, Series, VolumeIndex
+
+if TYPE_CHECKING:
+    from medsr.inference.jobs import InferOptions
 
 DEFAULT_METHOD = "selfsup"
 
@@ -76,40 +79,29 @@ def infer(
     SCAN may also be a folder of scans or a manifest (.csv/.jsonl): then -o names the output folder,
     finished scans are skipped, failures are reported and the exit code is 1 if any scan failed.
     """
-    from medsr.inference.jobs import (
-        InferOptions,
-        collect_inputs,
-        infer_batch,
-        infer_one,
-        is_batch,
-        select_shard,
-    )
-    from medsr.inference.predict import refuse_profile, slice_assumption
+    from medsr.inference.jobs import collect_inputs, infer_batch, infer_one, is_batch, select_shard
+    from medsr.inference.predict import slice_assumption
     from medsr.io.naming import read_sidecar, sidecar_path
 
-    if method is None:
-        method = "model" if model is not None else DEFAULT_METHOD
-    learner: dict[str, object] = {}
-    if method == "selfsup" or model is not None:
-        learner = {"budget_s": budget, "steps": steps, "device": device, "seed": seed, "progress": progress}
-        if save_model is not None:
-            learner["save_model"] = save_model
-    if profile is not None:
-        refuse_profile(method, profile)  # before any scan is read: a batch would fail every one
-        learner["profile"] = profile
-    opts = InferOptions(
+    opts = infer_options(
+        method=method,
+        model=model,
         factor=factor,
         spacing=spacing,
         axis=axis,
-        method=method,
         thickness=thickness,
-        model=model,
+        profile=profile,
+        budget=budget,
+        steps=steps,
+        device=device,
+        seed=seed,
         dtype=dtype,
         overwrite=overwrite,
+        progress=progress,
+        save_model=save_model,
         series=series,
         volume_index=volume_index,
         preview=preview,
-        learner=learner,
     )
     if not is_batch(scan):
         if shard:
@@ -125,11 +117,65 @@ def infer(
     scans = select_shard(collect_inputs(scan), shard)
     report = f"medsr_batch_{shard.replace('/', '_of_')}.json" if shard else "medsr_batch.json"
     summary = infer_batch(scans, output, opts, report=report, progress=progress)
+    redone = f" ({len(summary.redone)} redone)" if summary.redone else ""
     typer.echo(
-        f"batch: {len(summary.done)} written, {len(summary.skipped)} skipped (already done), "
+        f"batch: {len(summary.done)} written{redone}, {len(summary.skipped)} skipped (already done), "
         f"{len(summary.failed)} failed; report {output / report}"
     )
+    for path, reason in summary.redone:
+        typer.echo(f"  redone: {path.name} ({reason})")
     for path, reason in summary.failed:
         typer.echo(f"  failed: {path}: {reason}", err=True)
     if summary.failed:
         raise typer.Exit(1)
+
+
+def infer_options(
+    *,
+    method: str | None,
+    model: Path | None,
+    factor: float | None,
+    spacing: float | None,
+    axis: str | None,
+    thickness: float | None,
+    profile: str | None,
+    budget: float | None,
+    steps: int | None,
+    device: str,
+    seed: int,
+    dtype: str,
+    overwrite: bool,
+    progress: bool,
+    save_model: Path | None = None,
+    series: str | None = None,
+    volume_index: int | None = None,
+    preview: Path | None = None,
+) -> InferOptions:
+    """The infer job's options from command-line values (shared by ``medsr infer`` and ``medsr bids``)."""
+    from medsr.inference.jobs import InferOptions
+    from medsr.inference.predict import refuse_profile
+
+    if method is None:
+        method = "model" if model is not None else DEFAULT_METHOD
+    learner: dict[str, object] = {}
+    if method == "selfsup" or model is not None:
+        learner = {"budget_s": budget, "steps": steps, "device": device, "seed": seed, "progress": progress}
+        if save_model is not None:
+            learner["save_model"] = save_model
+    if profile is not None:
+        refuse_profile(method, profile)  # before any scan is read: a batch would fail every one
+        learner["profile"] = profile
+    return InferOptions(
+        factor=factor,
+        spacing=spacing,
+        axis=axis,
+        method=method,
+        thickness=thickness,
+        model=model,
+        dtype=dtype,
+        overwrite=overwrite,
+        series=series,
+        volume_index=volume_index,
+        preview=preview,
+        learner=learner,
+    )

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from medsr.errors import MedsrError
+from medsr.inference.rerun import SETTINGS_KEY, is_finished, requested_settings
 from medsr.io.atomic import discard, write_json
 from medsr.io.formats import DICOM_SUFFIXES, MANIFEST_SUFFIXES, VOLUME_SUFFIXES, holds_dicom, looks_dicom
 from medsr.io.naming import default_output, read_sidecar, sha256_of, sidecar_path
@@ -86,6 +87,7 @@ def infer_one(scan: Path, output: Path | None, opts: InferOptions) -> Path:
             dtype=opts.dtype,
             wall_seconds=round(time.perf_counter() - start, 3),
         )
+        facts[SETTINGS_KEY] = requested_settings(opts)  # what a rerun compares (medsr.inference.rerun)
         write_json(sidecar, facts, overwrite=True)
     except BaseException:
         discard(output)
@@ -144,10 +146,15 @@ def select_shard(items: list[Path], shard: str | None) -> list[Path]:
 
 @dataclass
 class BatchSummary:
-    """Outcome of a batch: outputs written, skipped (already done), and failures with their reasons."""
+    """Outcome of a batch: outputs written, skipped (already done), and failures with their reasons.
+
+    ``redone`` names the scans among ``done`` whose earlier output was replaced, with the reason
+    (:func:`medsr.inference.rerun.is_finished`).
+    """
 
     done: list[Path] = field(default_factory=list)
     skipped: list[Path] = field(default_factory=list)
+    redone: list[tuple[Path, str]] = field(default_factory=list)
     failed: list[tuple[Path, str]] = field(default_factory=list)
 
 
@@ -161,10 +168,12 @@ def infer_batch(
 ) -> BatchSummary:
     """Run :func:`infer_one` on each scan into ``outdir``; skip finished ones, carry on after failures.
 
-    A scan is finished when its output and its sidecar exist; an output without a sidecar (a run killed
-    between the two) is redone. Any error of one scan, even an unexpected one, is recorded and the batch
+    A scan is finished when its output and sidecar exist and the sidecar records the same input SHA-256
+    and requested settings (:func:`medsr.inference.rerun.is_finished`); any other earlier output (a run
+    killed before its sidecar, another --factor, a changed input) is redone and listed with the reason
+    in ``redone``. Any error of one scan, even an unexpected one, is recorded and the batch
     goes on; an interruption stops it. The JSON report named ``report`` lists what was done, skipped and
-    failed (with the reason) and is written even when the batch is interrupted.
+    failed (with the reason), and what was redone and why; it is written even when the batch is interrupted.
     """
     from rich.progress import Progress
 
@@ -183,16 +192,7 @@ def infer_batch(
                     output = default_output(scan, tag=f"medsr_{len(names)}", folder=outdir)
                 names.add(output)
                 sidecars.add(sidecar_path(output))
-                finished = output.exists() and sidecar_path(output).exists()
-                if finished and not opts.overwrite:
-                    summary.skipped.append(scan)
-                else:
-                    unfinished = output.exists() and not opts.overwrite
-                    scan_opts = dataclasses.replace(opts, overwrite=True) if unfinished else opts
-                    try:
-                        summary.done.append(infer_one(scan, output, scan_opts))
-                    except Exception as err:  # one bad scan must not stop an unattended batch
-                        summary.failed.append((scan, _reason(err)))
+                _run_one(scan, output, opts, summary)
                 bar.advance(task)
         interrupted = False
     finally:
@@ -201,6 +201,7 @@ def infer_batch(
             {
                 "done": [str(p) for p in summary.done],
                 "skipped": [str(p) for p in summary.skipped],
+                "redone": [{"input": str(p), "reason": r} for p, r in summary.redone],
                 "failed": [{"input": str(p), "error": e} for p, e in summary.failed],
                 "interrupted": interrupted,
             },
@@ -208,7 +209,23 @@ def infer_batch(
     return summary
 
 
-def _reason(err: Exception) -> str:
+def _run_one(scan: Path, output: Path, opts: InferOptions, summary: BatchSummary) -> None:
+    """One scan of a batch: skip it if finished, else (re)do it; the outcome goes into ``summary``."""
+    try:
+        why = None if opts.overwrite else is_finished(output, scan, opts)
+        if why is None and not opts.overwrite:
+            summary.skipped.append(scan)
+            return
+        redo = output.exists() and not opts.overwrite
+        scan_opts = dataclasses.replace(opts, overwrite=True) if redo else opts
+        summary.done.append(infer_one(scan, output, scan_opts))
+        if redo and why is not None:
+            summary.redone.append((scan, why))
+    except Exception as err:  # one bad scan must not stop an unattended batch
+        summary.failed.append((scan, reason_of(err)))
+
+
+def reason_of(err: Exception) -> str:
     """One line for the batch report; errors that are not the input's fault are marked as internal."""
     text = " ".join(str(err).split()) or type(err).__name__
     if isinstance(err, (MedsrError, OSError)):

@@ -37,7 +37,7 @@ def read_slice_facts(path: Path, shape: Sequence[int]) -> dict[str, Any]:
     if "lr_shape" in doc and "slice_thickness_mm" in doc:  # written by medsr simulate
         if list(doc.get("lr_shape") or []) != [int(n) for n in shape]:
             return {}
-        thickness = _positive_mm(doc.get("slice_thickness_mm"))
+        thickness = positive_mm(doc.get("slice_thickness_mm"))
         profile = doc.get("profile")
         if isinstance(profile, str) and profile.lower() in PROFILES:
             facts["slice_profile"] = profile.lower()
@@ -46,7 +46,7 @@ def read_slice_facts(path: Path, shape: Sequence[int]) -> dict[str, Any]:
     elif "method" in doc:  # a medsr infer sidecar describes the input it was made from, not this file
         return {}
     else:
-        thickness = _positive_mm(doc.get("SliceThickness"))
+        thickness = positive_mm(doc.get("SliceThickness"))
     if thickness is not None:
         facts["slice_thickness"] = thickness
     if facts:
@@ -54,7 +54,7 @@ def read_slice_facts(path: Path, shape: Sequence[int]) -> dict[str, Any]:
     return facts
 
 
-def _positive_mm(value: Any) -> float | None:
+def positive_mm(value: Any) -> float | None:
     """``value`` as a plausible thickness in mm (a finite number in (0, 100]), else None."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
