@@ -29,7 +29,7 @@ from medsr.errors import MedsrError
 from medsr.geometry import LPS_TO_RAS
 from medsr.io.dicom_write import write_dicom_series
 from medsr.io.formats import DATASET_STARTS
-from medsr.io.readers import _check_size
+from medsr.io.preflight import check_size
 from medsr.io.volume import make_volume
 
 __all__ = ["read_dicom_series", "write_dicom_series"]
@@ -101,7 +101,7 @@ def _read_series(label: str, slices: list[_Slice], series_uid: str | None) -> Me
     lps[:3, 1] = col_cos * spacing[0]
     lps[:3, 2] = step
     lps[:3, 3] = ipp[0]
-    _check_size(Path(label), (cols, rows, len(series)))  # before allocating (X, Y, Z) float32
+    check_size(Path(label), (cols, rows, len(series)))  # before allocating (X, Y, Z) float32
     array, stored_dtype, rescale = _pixels(series, rows, cols)
     first = series[0].header
     meta = {

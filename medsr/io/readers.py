@@ -19,11 +19,9 @@ from monai.data import MetaTensor
 from medsr import geometry
 from medsr.errors import MedsrError, MedsrWarning
 from medsr.io.formats import volume_format
-from medsr.io.preflight import check_itk_data, check_nifti_data
+from medsr.io.preflight import check_itk_data, check_nifti_data, check_size
+from medsr.io.slice_facts import read_slice_facts
 from medsr.io.volume import make_volume
-
-#: Largest volume (voxels) medsr agrees to allocate; a header declaring more is refused before reading.
-MAX_VOXELS = 2_000_000_000
 
 #: NIfTI sform and qform placing a corner of the volume further apart than this (mm) disagree.
 FORM_DISAGREEMENT_MM = 0.1
@@ -71,8 +69,6 @@ def load_volume(
         volume = _read_nifti(path, volume_index)
     else:
         volume = _read_itk(path, fmt, volume_index)
-    from medsr.io.slice_facts import read_slice_facts  # lazy: slice_facts -> naming -> readers
-
     volume.meta.update(read_slice_facts(path, volume.shape[1:]))  # a sidecar beats the header
     return volume
 
@@ -125,20 +121,6 @@ def native_stderr_captured() -> Iterator[list[str]]:
             lines.extend(line.strip() for line in sink.read(1 << 16).decode(errors="replace").splitlines())
 
 
-def _check_size(path: Path, shape: Sequence[int]) -> None:
-    if any(int(s) == 0 for s in shape):
-        raise MedsrError(
-            f"{path}: header declares an empty volume {tuple(int(s) for s in shape)} (a dimension of 0 "
-            "voxels); the file holds no image"
-        )
-    n = int(np.prod([int(s) for s in shape], dtype=np.float64))
-    if n > MAX_VOXELS or any(int(s) < 0 for s in shape):
-        raise MedsrError(
-            f"{path}: header declares dimensions {tuple(int(s) for s in shape)} ({n:.3g} voxels), beyond what "
-            f"medsr will allocate ({MAX_VOXELS:.0e}); the header is probably corrupt"
-        )
-
-
 def _read_nifti(path: Path, volume_index: int | None) -> MetaTensor:
     import nibabel as nib
 
@@ -146,7 +128,7 @@ def _read_nifti(path: Path, volume_index: int | None) -> MetaTensor:
         img = nib.load(str(path))
     except Exception as err:  # nibabel raises many types for corrupt files
         raise MedsrError(f"{path}: not a readable NIfTI file ({err}); check the file is complete") from None
-    _check_size(path, img.shape)
+    check_size(path, img.shape)
     hdr = img.header
     stored = np.dtype(img.get_data_dtype())
     if stored.kind == "c":
@@ -186,7 +168,7 @@ def _read_itk(path: Path, fmt: str, volume_index: int | None) -> MetaTensor:
             reader = sitk.ImageFileReader()
             reader.SetFileName(str(path))
             reader.ReadImageInformation()
-            _check_size(path, reader.GetSize())
+            check_size(path, reader.GetSize())
             if reader.GetPixelID() in (sitk.sitkComplexFloat32, sitk.sitkComplexFloat64):
                 raise MedsrError(f"{path} holds complex voxels; medsr upscales real-valued images")
             probe = sitk.Image([1, 1], reader.GetPixelID(), reader.GetNumberOfComponents())
