@@ -77,7 +77,7 @@ def run_medsr(
 
 
 def baselines(case: dict, whole: bool = False) -> list[dict]:
-    from medsr.evaluation.baselines import interpolate_upscale
+    from medsr.inference.interpolate import interpolate_upscale
 
     rows = []
     for method in ("nearest", "linear", "bspline"):

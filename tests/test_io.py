@@ -12,7 +12,7 @@ import torch
 from nibabel.affines import apply_affine
 
 from medsr.errors import MedsrError
-from medsr.evaluation.baselines import interpolate_upscale
+from medsr.inference.interpolate import interpolate_upscale
 from medsr.io.readers import load_volume
 from medsr.io.volume import affine_of, count_nonfinite, make_volume
 from medsr.io.writers import save_volume

@@ -8,8 +8,8 @@ import nibabel as nib
 import numpy as np
 import SimpleITK as sitk
 
-from medsr.evaluation.baselines import interpolate_upscale
 from medsr.inference.demo import demo_scan_path
+from medsr.inference.interpolate import interpolate_upscale
 from medsr.io.readers import load_volume
 from medsr.io.volume import affine_of
 from medsr.io.writers import save_volume

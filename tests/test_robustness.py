@@ -36,7 +36,7 @@ import medsr
 from medsr import geometry
 from medsr.cli.main import app
 from medsr.errors import MedsrError, MedsrWarning
-from medsr.evaluation.baselines import interpolate_upscale
+from medsr.inference.interpolate import interpolate_upscale
 from medsr.io.naming import default_output, safe_name
 from medsr.io.readers import load_volume
 from medsr.io.volume import affine_of, make_volume

@@ -12,8 +12,8 @@ from nibabel.affines import apply_affine
 import medsr
 from medsr import geometry
 from medsr.errors import MedsrError
-from medsr.evaluation.baselines import interpolate_upscale
 from medsr.inference.apply import batch_plan, upscale_volume
+from medsr.inference.interpolate import interpolate_upscale
 from medsr.inference.patches import PatchSampler, estimate_noise, input_noise, make_stacks
 from medsr.inference.predict import upscale
 from medsr.inference.selfsup import config_with, selfsup_upscale

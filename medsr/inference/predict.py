@@ -12,7 +12,7 @@ from monai.data import MetaTensor
 
 from medsr import geometry
 from medsr.errors import MedsrError, MedsrWarning
-from medsr.evaluation.baselines import INTERPOLATORS, interpolate_upscale
+from medsr.inference.interpolate import INTERPOLATORS, interpolate_upscale
 from medsr.inference.thickness_check import SPACING_SOURCE
 from medsr.io.volume import SLICE_KEYS, affine_of, count_nonfinite, slice_fact, spatial_shape, with_grid
 from medsr.profiles import DEFAULT_PROFILE, MIXED_PROFILE
