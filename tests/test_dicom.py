@@ -282,8 +282,8 @@ def test_files_without_preamble(tmp_path):
 
 def test_manifest_finds_a_series_without_preamble_as_infer_does(tmp_path):
     """One DICOM rule (medsr.io.formats.looks_dicom) for ``medsr manifest`` and ``medsr infer`` batches."""
-    from medsr.inference.jobs import collect_inputs
     from medsr.io.manifest_build import find_volumes
+    from medsr.jobs.infer import collect_inputs
 
     series = tmp_path / "old"
     series.mkdir()

@@ -10,7 +10,7 @@ import typer
 from medsr.cli.options import Axis, Dtype, Overwrite, Scan, Series, VolumeIndex
 
 if TYPE_CHECKING:
-    from medsr.inference.jobs import InferOptions
+    from medsr.jobs.options import InferOptions
 
 DEFAULT_METHOD = "selfsup"
 
@@ -79,9 +79,9 @@ def infer(
     SCAN may also be a folder of scans or a manifest (.csv/.jsonl): then -o names the output folder,
     finished scans are skipped, failures are reported and the exit code is 1 if any scan failed.
     """
-    from medsr.inference.jobs import collect_inputs, infer_batch, infer_one, is_batch, select_shard
     from medsr.inference.predict import slice_assumption
     from medsr.io.naming import read_sidecar, sidecar_path
+    from medsr.jobs.infer import collect_inputs, infer_batch, infer_one, is_batch, select_shard
 
     opts = infer_options(
         method=method,
@@ -152,8 +152,8 @@ def infer_options(
     preview: Path | None = None,
 ) -> InferOptions:
     """The infer job's options from command-line values (shared by ``medsr infer`` and ``medsr bids``)."""
-    from medsr.inference.jobs import InferOptions
     from medsr.inference.predict import refuse_profile
+    from medsr.jobs.options import InferOptions
 
     if method is None:
         method = "model" if model is not None else DEFAULT_METHOD

@@ -6,31 +6,13 @@ import dataclasses
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from medsr.errors import MedsrError
-from medsr.inference.rerun import SETTINGS_KEY, is_finished, requested_settings
 from medsr.io.atomic import discard, write_json
 from medsr.io.formats import DICOM_SUFFIXES, MANIFEST_SUFFIXES, VOLUME_SUFFIXES, holds_dicom, looks_dicom
 from medsr.io.naming import default_output, read_sidecar, sha256_of, sidecar_path
-
-
-@dataclass(frozen=True)
-class InferOptions:
-    """What to do with each scan (see ``medsr infer --help``)."""
-
-    factor: float | None = None
-    spacing: float | None = None
-    axis: str | None = None
-    method: str = "selfsup"
-    thickness: float | None = None
-    model: Path | None = None
-    dtype: str = "float32"
-    overwrite: bool = False
-    series: str | None = None
-    volume_index: int | None = None
-    preview: Path | None = None
-    learner: dict[str, Any] = field(default_factory=dict)
+from medsr.jobs.options import InferOptions
+from medsr.jobs.rerun import SETTINGS_KEY, is_finished, requested_settings
 
 
 def infer_one(scan: Path, output: Path | None, opts: InferOptions) -> Path:
@@ -87,7 +69,7 @@ def infer_one(scan: Path, output: Path | None, opts: InferOptions) -> Path:
             dtype=opts.dtype,
             wall_seconds=round(time.perf_counter() - start, 3),
         )
-        facts[SETTINGS_KEY] = requested_settings(opts)  # what a rerun compares (medsr.inference.rerun)
+        facts[SETTINGS_KEY] = requested_settings(opts)  # what a rerun compares (medsr.jobs.rerun)
         write_json(sidecar, facts, overwrite=True)
     except BaseException:
         discard(output)
@@ -149,7 +131,7 @@ class BatchSummary:
     """Outcome of a batch: outputs written, skipped (already done), and failures with their reasons.
 
     ``redone`` names the scans among ``done`` whose earlier output was replaced, with the reason
-    (:func:`medsr.inference.rerun.is_finished`).
+    (:func:`medsr.jobs.rerun.is_finished`).
     """
 
     done: list[Path] = field(default_factory=list)
@@ -169,7 +151,7 @@ def infer_batch(
     """Run :func:`infer_one` on each scan into ``outdir``; skip finished ones, carry on after failures.
 
     A scan is finished when its output and sidecar exist and the sidecar records the same input SHA-256
-    and requested settings (:func:`medsr.inference.rerun.is_finished`); any other earlier output (a run
+    and requested settings (:func:`medsr.jobs.rerun.is_finished`); any other earlier output (a run
     killed before its sidecar, another --factor, a changed input) is redone and listed with the reason
     in ``redone``. Any error of one scan, even an unexpected one, is recorded and the batch
     goes on; an interruption stops it. The JSON report named ``report`` lists what was done, skipped and

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from medsr.io.naming import read_sidecar, sha256_of, sidecar_path
 
 if TYPE_CHECKING:
-    from medsr.inference.jobs import InferOptions
+    from medsr.jobs.options import InferOptions
 
 #: Sidecar key of the requested settings.
 SETTINGS_KEY = "settings"
