@@ -36,7 +36,7 @@ _CHILD = """
 import atexit, json, sys
 from pathlib import Path
 
-from medsr.evaluation.benchmark import max_rss_mb  # VmHWM, as medsr benchmark measures its methods
+from medsr.jobs.benchmark import max_rss_mb  # VmHWM, as medsr benchmark measures its methods
 
 RESULT = Path(sys.argv[1])
 atexit.register(lambda: RESULT.write_text(json.dumps({"peak_rss_mb": max_rss_mb()})))

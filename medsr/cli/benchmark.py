@@ -63,7 +63,7 @@ def benchmark(
     sharpness, time, peak memory per method) and panel_{axial,coronal,sagittal}.png (LR, each method,
     HR and absolute-error maps in one window). Without --axis: the thickest axis, else the one closest to S.
     """
-    from medsr.evaluation.benchmark import BenchmarkOptions, parse_methods, run_benchmark
+    from medsr.jobs.benchmark import BenchmarkOptions, parse_methods, run_benchmark
 
     specs = parse_methods(methods)
     learner = {"budget_s": budget, "steps": steps, "device": device, "seed": seed}

@@ -1,6 +1,6 @@
 """``medsr benchmark``: simulate thick slices from an HR scan, upscale with each method, score and draw.
 
-Each method runs in a fresh Python process (``python -m medsr.evaluation.benchmark SPEC.json``) that
+Each method runs in a fresh Python process (``python -m medsr.jobs.benchmark SPEC.json``) that
 loads the LR volume, calls :func:`medsr.inference.predict.upscale` and writes the SR volume. Its peak
 memory is the kernel's high-water mark of the process's resident memory (``VmHWM`` in /proc/self/status;
 ``ru_maxrss`` where there is no /proc). It counts torch's C++/OpenMP/MKL allocations that ``tracemalloc``
@@ -28,9 +28,9 @@ from typing import Any
 import numpy as np
 
 from medsr.errors import MedsrError
+from medsr.inference.interpolate import INTERPOLATORS
 from medsr.transforms.functional import DEFAULT_PROFILE, PROFILES
 
-INTERPOLATION_METHODS = ("nearest", "linear", "bspline")
 MEMORY_MEASURE = (
     "peak resident memory (VmHWM) of a fresh process per method, Python and torch included; "
     "method_rss_mb in report.json is the rise during the upscale call"
@@ -58,7 +58,7 @@ def parse_methods(text: str) -> list[MethodSpec]:
             if not ckpt.is_file():
                 raise MedsrError(f"--methods {part}: checkpoint {ckpt} not found; give model:PATH to a file")
             specs.append(MethodSpec(f"model:{ckpt.name}", "model", ckpt))
-        elif part in (*INTERPOLATION_METHODS, "selfsup"):
+        elif part in (*INTERPOLATORS, "selfsup"):
             specs.append(MethodSpec(part, part))
         else:
             raise MedsrError(
@@ -78,7 +78,7 @@ class BenchmarkOptions:
     thickness: float | None = None
     profile: str = DEFAULT_PROFILE  # simulated slice profile; selfsup is told the same
     axis: str | None = None
-    methods: tuple[MethodSpec, ...] = tuple(MethodSpec(m, m) for m in INTERPOLATION_METHODS)
+    methods: tuple[MethodSpec, ...] = tuple(MethodSpec(m, m) for m in INTERPOLATORS)
     mask: str = "auto"
     noise: str | None = None
     window: str | None = None
@@ -133,7 +133,7 @@ def run_isolated(spec: dict[str, Any], show_output: bool = False) -> dict[str, A
         spec_path, result_path = Path(tmp) / "spec.json", Path(tmp) / "result.json"
         spec_path.write_text(json.dumps({**spec, "result": str(result_path)}, default=str))
         proc = subprocess.run(
-            [sys.executable, "-m", "medsr.evaluation.benchmark", str(spec_path)],
+            [sys.executable, "-m", "medsr.jobs.benchmark", str(spec_path)],
             stdout=subprocess.PIPE,
             stderr=None if show_output else subprocess.PIPE,
             text=True,
