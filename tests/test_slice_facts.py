@@ -15,8 +15,8 @@ from medsr.inference.predict import upscale
 from medsr.inference.selfsup import config_with
 from medsr.io.readers import load_volume
 from medsr.io.slice_facts import read_slice_facts
+from medsr.jobs.simulate_file import simulate_file
 from medsr.transforms.array import simulate_thick_slices
-from medsr.transforms.simulate_file import simulate_file
 from tests.conftest import blob_volume, make_affine
 
 TINY = config_with(features=16, blocks=2, batch=8, patch=(8, 24))
