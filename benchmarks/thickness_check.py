@@ -46,7 +46,7 @@ CASES = [
 def main() -> None:
     from medsr import geometry
     from medsr.inference.patches import estimate_noise
-    from medsr.inference.selfsup import robust_range
+    from medsr.inference.selfsup import intensity_range
     from medsr.inference.thickness_check import THIN_FRACTION, estimate_thickness, looks_thin
     from medsr.io.volume import affine_of
 
@@ -61,7 +61,7 @@ def main() -> None:
         sizes = geometry.voxel_sizes(affine_of(lr))
         spacing = float(sizes[axis])
         data = lr.as_tensor()[0].float()
-        lo, hi = robust_range(data, (0.5, 99.5))
+        lo, hi = intensity_range(data, (0.5, 99.5))
         norm = (data - lo) / (hi - lo)
         t0 = time.perf_counter()
         noise = estimate_noise(torch.movedim(norm, axis, 0))

@@ -9,7 +9,7 @@ from scipy import ndimage
 
 from medsr import geometry
 from medsr.inference.predict import upscale
-from medsr.inference.selfsup import config_with, robust_range
+from medsr.inference.selfsup import config_with, intensity_range
 from medsr.inference.thickness_check import estimate_thickness, looks_thin
 from medsr.io.readers import load_volume
 from medsr.io.volume import affine_of, make_volume
@@ -29,7 +29,7 @@ def texture_volume(shape=(84, 104, 96), spacing=(1.0, 0.8, 1.0), seed=0):
 
 def estimate(lr) -> float | None:
     data = lr.as_tensor()[0].float()
-    lo, hi = robust_range(data, (0.5, 99.5))
+    lo, hi = intensity_range(data, (0.5, 99.5))
     sizes = geometry.voxel_sizes(affine_of(lr))
     return estimate_thickness((data - lo) / (hi - lo), 2, sizes, "gaussian")
 

@@ -19,8 +19,9 @@ from monai.data import MetaTensor
 
 from medsr import geometry
 from medsr.errors import MedsrError
-from medsr.evaluation import metrics
 from medsr.io.volume import affine_of, spatial_shape
+from medsr.runtime import metrics
+from medsr.runtime.normalise import robust_range
 
 #: Index maps within this many voxels of an integer are snapped (the copy is then exact).
 INDEX_ATOL = 1e-4
@@ -177,7 +178,7 @@ def evaluate_volumes(
         mask_info.update(
             edge_slab_mm=slab_mm, edge_slab_hr_voxels=width, factor=factor, factor_source=factor_source
         )
-    lo, hi = metrics.robust_range(hr_data, valid)
+    lo, hi = robust_range(hr_data, metrics.PERCENTILES, where=valid, max_voxels=None)
     result = {
         "schema": "medsr.evaluate/1",
         "sr": volume_name(sr),

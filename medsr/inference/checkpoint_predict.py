@@ -24,8 +24,8 @@ from torch import nn
 from medsr import geometry
 from medsr.errors import MedsrError, MedsrWarning
 from medsr.io.volume import affine_of, spatial_shape, with_grid
+from medsr.runtime.normalise import denormalise, intensity_map, normalise
 from medsr.training.checkpoint import build_model, read_checkpoint, read_meta
-from medsr.training.normalise import denormalise, intensity_map, normalise
 
 #: Factors this much (relative) outside a checkpoint's trained range are still accepted.
 FACTOR_TOLERANCE = 0.05

@@ -42,6 +42,7 @@ from medsr.inference.training_views import training_stacks
 from medsr.io.volume import affine_of, spatial_shape, with_grid
 from medsr.models import MODELS
 from medsr.profiles import DEFAULT_PROFILE, MIXED_PROFILE, SELFSUP_PROFILES
+from medsr.runtime.normalise import robust_range
 
 ARCHITECTURE = "slice_sr2d"
 
@@ -103,20 +104,13 @@ def resolve_device(device: str) -> torch.device:
     return dev
 
 
-def robust_range(data: torch.Tensor, percentiles: tuple[float, float]) -> tuple[float, float]:
-    """Low and high intensity percentiles (finite voxels, at most ~4M sampled), high > low."""
-    flat = data.reshape(-1)
-    step = max(1, flat.numel() // 4_000_000)
-    sample = flat[::step].double().numpy()
-    sample = sample[np.isfinite(sample)]
-    if sample.size == 0:
-        raise MedsrError("the volume has no finite voxel values (all NaN or inf); nothing to upscale")
-    lo, hi = np.percentile(sample, percentiles)
+def intensity_range(data: torch.Tensor, percentiles: tuple[float, float]) -> tuple[float, float]:
+    """Low and high intensity percentiles (runtime.normalise.robust_range), widened until high > low:
+    to the minimum and maximum for a (nearly) flat volume, then to one unit for a constant one."""
+    lo, hi = robust_range(data, percentiles)
     if hi <= lo:
-        lo, hi = float(sample.min()), float(sample.max())
-    if hi <= lo:
-        hi = lo + 1.0
-    return float(lo), float(hi)
+        lo, hi = robust_range(data, (0.0, 100.0))
+    return lo, hi if hi > lo else lo + 1.0
 
 
 def use_bf16(device: torch.device, amp: bool) -> bool:
@@ -247,7 +241,7 @@ def selfsup_upscale(
     dev = resolve_device(device)
 
     data = volume.detach().as_subclass(torch.Tensor)[0].to("cpu", torch.float32)
-    lo, hi = robust_range(data, cfg.percentiles)
+    lo, hi = intensity_range(data, cfg.percentiles)
     norm = torch.nan_to_num_((data - lo).div_(hi - lo), nan=0.0, posinf=0.0, neginf=0.0)  # one copy
     sigma = estimate_noise(torch.movedim(norm, axis, 0)) if cfg.match_noise and model is None else 0.0
     checked: dict[str, Any] = {}
