@@ -24,7 +24,7 @@ class InferOptions:
     method: str = "selfsup"
     thickness: float | None = None
     model: Path | None = None
-    dtype: str = "float32"
+    dtype: str | None = None  # None: the output format's natural default (medsr.io.writers.resolve_dtype)
     overwrite: bool = False
     series: str | None = None
     volume_index: int | None = None
@@ -42,10 +42,10 @@ def infer_one(scan: Path, output: Path | None, opts: InferOptions) -> Path:
     from medsr.inference.predict import upscale
     from medsr.io.atomic import check_output
     from medsr.io.readers import load_volume
-    from medsr.io.writers import DTYPES, output_format, save_volume
+    from medsr.io.writers import DTYPES, output_format, resolve_dtype, save_volume
 
     output = output if output is not None else default_output(scan)
-    if opts.dtype not in DTYPES:  # checked before any work: training can take minutes
+    if opts.dtype not in (None, *DTYPES):  # checked before any work: training can take minutes
         raise MedsrError(f"--dtype {opts.dtype!r} is not one of {', '.join(DTYPES)}")
     output_format(output)
     check_output(output, overwrite=opts.overwrite, inputs=(scan,))
@@ -83,7 +83,7 @@ def infer_one(scan: Path, output: Path | None, opts: InferOptions) -> Path:
             output=str(output),
             input_shape=list(volume.shape[1:]),
             output_shape=list(result.shape[1:]),
-            dtype=opts.dtype,
+            dtype=resolve_dtype(opts.dtype, output_format(output), result),
             wall_seconds=round(time.perf_counter() - start, 3),
         )
         facts[SETTINGS_KEY] = requested_settings(opts)  # what a rerun compares (medsr.inference.rerun)
