@@ -66,6 +66,14 @@ def test_each_format_leaves_exactly_its_files(oblique_nifti: Path, name: str, fi
         assert "ElementDataFile = out.zraw" in header.splitlines()
 
 
+@pytest.mark.parametrize("name", ["OUT.MHD", "out.Mha", "out.NII", "out.Nii.Gz"])
+def test_a_suffix_the_writers_only_know_in_lower_case_is_refused(oblique_nifti: Path, name: str) -> None:
+    """ITK writes x.MHA as x.mhd + x.zraw and reads neither x.MHA nor x.MHD back: refused, nothing left."""
+    result = run("infer", oblique_nifti, *NEAREST, "-o", oblique_nifti.with_name(name))
+    refused(result, name, "lower case")
+    assert listing(oblique_nifti.parent) == ["oblique.nii.gz"]
+
+
 def test_mhd_keeps_its_world_geometry_when_copied_elsewhere(oblique_nifti: Path, tmp_path: Path) -> None:
     """The visible files (header and data) are the whole output: copied to another folder, they read
     back with the same world coordinates and voxels as the NIfTI output of the same run."""

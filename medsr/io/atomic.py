@@ -124,6 +124,8 @@ def atomic_output(path: Path, *, overwrite: bool = False, directory: bool = Fals
         if directory:
             tmp.mkdir()
         yield tmp
+        if not (tmp.exists() or tmp.is_symlink()):
+            raise RuntimeError(f"{path}: the writer left no {tmp.name} to move into place")
         _commit(staging, path)
     except OSError as err:
         if err.errno in _NO_SPACE:
