@@ -11,7 +11,7 @@ from typing import Any
 from medsr.errors import MedsrError
 from medsr.inference.rerun import SETTINGS_KEY, is_finished, requested_settings
 from medsr.io.atomic import discard, write_json
-from medsr.io.naming import default_output, read_sidecar, sha256_of, sidecar_path
+from medsr.io.naming import check_sidecar, default_output, sha256_of, sidecar_path
 
 
 @dataclass(frozen=True)
@@ -49,12 +49,7 @@ def infer_one(scan: Path, output: Path | None, opts: InferOptions) -> Path:
         raise MedsrError(f"--dtype {opts.dtype!r} is not one of {', '.join(DTYPES)}")
     output_format(output)
     check_output(output, overwrite=opts.overwrite, inputs=(scan,))
-    sidecar = sidecar_path(output)
-    if sidecar.exists() and not opts.overwrite and not _is_medsr_sidecar(sidecar):
-        raise MedsrError(
-            f"{sidecar} exists and is not a medsr sidecar; medsr writes the JSON sidecar of {output.name} "
-            "there: move that file, choose another -o, or pass --overwrite"
-        )
+    sidecar = check_sidecar(output, overwrite=opts.overwrite)
     if opts.preview is not None:
         check_output(opts.preview, overwrite=opts.overwrite, inputs=(scan,))
     start = time.perf_counter()
@@ -92,10 +87,6 @@ def infer_one(scan: Path, output: Path | None, opts: InferOptions) -> Path:
         discard(output)
         raise
     return output
-
-
-def _is_medsr_sidecar(path: Path) -> bool:
-    return "medsr_version" in read_sidecar(path)
 
 
 def collect_inputs(source: Path) -> list[Path]:

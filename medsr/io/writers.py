@@ -23,6 +23,8 @@ from medsr.io.readers import ITK_SUFFIXES, LPS_TO_RAS, NIFTI_SUFFIXES, native_st
 from medsr.io.volume import affine_of, count_nonfinite
 
 DTYPES = ("float32", "input")
+#: Suffixes the writing libraries recognise in lower case only (ITK writes x.MHA as x.mhd + x.zraw).
+_LOWER_CASE_ONLY = (".nii.gz", ".nii", ".mha", ".mhd")
 
 
 def resolve_dtype(dtype: str | None, fmt: str, volume: MetaTensor) -> str:
@@ -41,6 +43,12 @@ def resolve_dtype(dtype: str | None, fmt: str, volume: MetaTensor) -> str:
 def output_format(path: Path, volume: MetaTensor | None = None) -> str:
     """``nifti``, ``itk`` or ``dicom`` for an output path; a suffix-less path means a DICOM series folder."""
     name = path.name.lower()
+    for suffix in _LOWER_CASE_ONLY:
+        if name.endswith(suffix) and not path.name.endswith(suffix):
+            raise MedsrError(
+                f"{path}: write the suffix in lower case ({suffix}); nibabel and ITK know this format by its "
+                f"lower-case suffix only and would write other files: use -o {path.name[: -len(suffix)]}{suffix}"
+            )
     if name.endswith(NIFTI_SUFFIXES):
         return "nifti"
     if name.endswith(ITK_SUFFIXES) and not name.endswith(".nhdr"):
