@@ -24,7 +24,7 @@ import typer
 from typer.core import TyperGroup
 from typer.exceptions import TyperException
 
-from medsr.cli import benchmark, demo, evaluate, infer, info, manifest, simulate, train
+from medsr.cli import benchmark, demo, dicom_node, evaluate, infer, info, manifest, simulate, train
 
 
 class MedsrGroup(TyperGroup):
@@ -164,6 +164,7 @@ app.command("simulate")(simulate.simulate)
 app.command("evaluate")(evaluate.evaluate)
 app.command("benchmark")(benchmark.benchmark)
 app.command("train")(train.train)
+app.command("dicom-node")(dicom_node.dicom_node)
 app.add_typer(manifest.app, name="manifest")
 
 
