@@ -218,6 +218,28 @@ def test_a_series_that_fails_goes_to_failed_and_the_node_keeps_serving(node):
     assert node_.echo()
 
 
+def docs_example() -> str:
+    """The pynetdicom example of the DICOM node section (docs/_pipelines_dicom.md, later docs/pipelines.md)."""
+    for name in ("_pipelines_dicom.md", "pipelines.md"):
+        text = (ROOT / "docs" / name).read_text() if (ROOT / "docs" / name).exists() else ""
+        blocks = [b.split("```", 1)[0] for b in text.split("```python\n")[1:]]
+        for block in blocks:
+            if 'ae_title="MEDSR"' in block:
+                return block
+    raise AssertionError("no pynetdicom example of sending to medsr dicom-node in docs/")
+
+
+def test_the_documented_pynetdicom_example_sends_a_series(node, capsys):
+    node_, receiver = node
+    code = docs_example()
+    assert '"127.0.0.1", 11112' in code and 'Path("CT5N")' in code
+    code = code.replace("11112", str(node_.port)).replace('Path("CT5N")', f"Path({str(CT5N)!r})")
+    before = len(receiver.received())
+    exec(compile(code, "docs example", "exec"), {})
+    assert capsys.readouterr().out.count("0x0000") == 5
+    wait_for(lambda: len(receiver.received()) >= before + 10, 60, "10 derived instances", node_.log)
+
+
 def test_killed_during_processing_then_restarted_still_delivers(tmp_path):
     receiver = Receiver(free_port())
     workdir, port = tmp_path / "spool", free_port()
