@@ -91,6 +91,8 @@ def dicom_node(
     method = method or ("model" if model is not None else "selfsup")
     if method not in METHODS:
         raise MedsrError(f"--method {method!r} is not one of {', '.join(METHODS)}")
+    if method == "model" and model is None:
+        raise MedsrError("--method model needs --model CHECKPOINT (from medsr train)")
     refuse_profile(method, profile)
     learner: dict[str, object] = {}
     if method == "selfsup" or model is not None:
