@@ -69,7 +69,7 @@ def dicom_node(
     steps: Annotated[int | None, typer.Option("--steps", help="selfsup training steps.")] = None,
     device: Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")] = "auto",
     seed: Annotated[int, typer.Option("--seed", help="Random seed for training.")] = 0,
-    dtype: Dtype = "float32",
+    dtype: Dtype = None,
 ) -> None:
     """Run a DICOM storage node: CT/MR series sent to it are upscaled and sent to --forward.
 
