@@ -3,6 +3,7 @@
 Public API (imported lazily so that ``medsr --help`` starts fast)::
 
     from medsr import load_volume, save_volume, upscale, simulate_thick_slices
+    from medsr import Upscale, Upscaled  # MONAI transforms around upscale
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ _LAZY = {
     "save_volume": "medsr.io.writers",
     "upscale": "medsr.inference.predict",
     "simulate_thick_slices": "medsr.transforms.array",
+    "Upscale": "medsr.inference.transforms",
+    "Upscaled": "medsr.inference.transforms",
     "MedsrError": "medsr.errors",
 }
 

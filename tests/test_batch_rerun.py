@@ -75,7 +75,7 @@ def test_dtype_change_redoes(scans: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
     _batch(scans, out, "--factor", "2")
     stdout, _ = _batch(scans, out, "--factor", "2", "--dtype", "input")
-    assert "redone: s0.nii.gz (dtype float32 -> input)" in stdout
+    assert "redone: s0.nii.gz (dtype default -> input)" in stdout
     assert nib.load(str(out / "s0_medsr.nii.gz")).get_data_dtype() == np.int16
 
 

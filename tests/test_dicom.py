@@ -13,7 +13,7 @@ import pytest
 import SimpleITK as sitk
 from nibabel.affines import apply_affine
 
-from medsr.errors import MedsrError
+from medsr.errors import MedsrError, MedsrWarning
 from medsr.io.dicom import read_dicom_series, write_dicom_series
 from medsr.io.volume import affine_of, make_volume
 
@@ -400,13 +400,14 @@ def test_float32_uses_a_fine_slope(tmp_path):
     )
 
 
-def test_integer_range_shift_keeps_slope_one(tmp_path):
-    data = np.arange(-1030, -1030 + 48, dtype=np.float32).reshape(4, 4, 3)  # below the uint16 CT intercept
+def test_source_rescale_is_kept_and_values_beyond_the_stored_range_are_clipped(tmp_path):
+    data = np.arange(-1030, -1030 + 48, dtype=np.float32).reshape(4, 4, 3)  # 6 below the uint16 CT range
     vol = make_volume(data, np.diag([0.5, 0.5, 2.0, 1.0]), original_dtype="uint16", rescale=(1.0, -1024.0))
-    write_dicom_series(vol, tmp_path)
+    with pytest.warns(MedsrWarning, match=r"6 of 48 voxels .* stored range 0\.\.65535 .*6 below, 0 above"):
+        write_dicom_series(vol, tmp_path)
     ds = pydicom.dcmread(tmp_path / "IM_0001.dcm")
-    assert (float(ds.RescaleSlope), float(ds.RescaleIntercept), ds.PixelRepresentation) == (1.0, -1030.0, 0)
-    np.testing.assert_array_equal(read_dicom_series(tmp_path)[0].numpy(), data)
+    assert (float(ds.RescaleSlope), float(ds.RescaleIntercept), ds.PixelRepresentation) == (1.0, -1024.0, 0)
+    np.testing.assert_array_equal(read_dicom_series(tmp_path)[0].numpy(), np.maximum(data, -1024))
 
 
 def test_without_template_nifti_round_trip(tmp_path):

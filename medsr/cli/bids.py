@@ -103,7 +103,7 @@ def bids(
     steps: Annotated[int | None, typer.Option("--steps", help="selfsup training steps.")] = None,
     device: Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")] = "auto",
     seed: Annotated[int, typer.Option("--seed", help="Random seed for training.")] = 0,
-    dtype: Dtype = "float32",
+    dtype: Dtype = None,
     overwrite: Overwrite = False,
     include_3d: Annotated[
         bool, typer.Option("--include-3d", help="Also upscale 3D acquisitions (MRAcquisitionType 3D).")

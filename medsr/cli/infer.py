@@ -66,7 +66,7 @@ def infer(
     ] = None,
     device: Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")] = "auto",
     seed: Annotated[int, typer.Option("--seed", help="Random seed for training.")] = 0,
-    dtype: Dtype = "float32",
+    dtype: Dtype = None,
     overwrite: Overwrite = False,
     series: Series = None,
     volume_index: VolumeIndex = None,

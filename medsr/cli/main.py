@@ -24,7 +24,7 @@ import typer
 from typer.core import TyperGroup
 from typer.exceptions import TyperException
 
-from medsr.cli import benchmark, bids, demo, evaluate, infer, info, manifest, simulate, train
+from medsr.cli import benchmark, bids, demo, dicom_node, evaluate, infer, info, manifest, simulate, train
 
 
 class MedsrGroup(TyperGroup):
@@ -165,6 +165,7 @@ app.command("evaluate")(evaluate.evaluate)
 app.command("benchmark")(benchmark.benchmark)
 app.command("train")(train.train)
 app.command("bids", cls=bids.ManyValuesCommand)(bids.bids)
+app.command("dicom-node")(dicom_node.dicom_node)
 app.add_typer(manifest.app, name="manifest")
 
 

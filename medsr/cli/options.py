@@ -19,7 +19,13 @@ VolumeIndex = Annotated[
 ]
 Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace an existing output.")]
 Dtype = Annotated[
-    str, typer.Option("--dtype", help="Output voxel type: float32 or input (the input's type).")
+    str | None,
+    typer.Option(
+        "--dtype",
+        help="Output voxel type: float32 or input (the input's stored type). Default: float32, except a "
+        "DICOM series written from a DICOM series, which keeps the source's integer storage and rescale.",
+        show_default=False,
+    ),
 ]
 Axis = Annotated[
     str | None, typer.Option("--axis", help="Array axis 0/1/2 or world direction R/A/S (default: thickest).")

@@ -27,6 +27,7 @@ from pydicom.errors import InvalidDicomError
 
 from medsr.errors import MedsrError
 from medsr.geometry import LPS_TO_RAS
+from medsr.io.dicom_refs import record_sources
 from medsr.io.dicom_write import write_dicom_series
 from medsr.io.formats import DATASET_STARTS
 from medsr.io.preflight import check_size
@@ -112,6 +113,7 @@ def _read_series(label: str, slices: list[_Slice], series_uid: str | None) -> Me
         "dicom_template": str(series[0].path),
         "dicom_series_uid": uid,
         "rescale": rescale,
+        "dicom_sources": record_sources([s.header for s in series], ipp @ normal, normal),
     }
     if first.get("SliceThickness") not in (None, ""):
         meta["slice_thickness"] = float(first.SliceThickness)

@@ -10,23 +10,27 @@ along array axis 2 (``meta["slice_axis"]`` absent or 2).
 
 Header: with ``meta["dicom_template"]`` (a file of the source series) every public tag of the
 template is kept (patient, study, equipment, frame of reference, acquisition parameters, window)
-except per-image, pixel-description, overlay, icon and private tags; the series gets new
-SeriesInstanceUID / SOPInstanceUIDs, ImageType ``DERIVED\\SECONDARY``, SeriesNumber + 1000 and the
-description suffix. Without a template a minimal Secondary Capture series is made: generated
-study/series/frame-of-reference UIDs, PatientName ``MEDSR^DERIVED``, PatientID ``MEDSR-<8 digits of the
-study UID>``, Modality from ``meta["modality"]`` or ``OT``.
+except per-image, pixel-description, overlay, icon, reference and private tags; the series gets new
+SeriesInstanceUID / SOPInstanceUIDs, ImageType ``DERIVED\\SECONDARY``, SeriesNumber + 1000, the
+description suffix, and references to its source slices and a derivation (:mod:`medsr.io.dicom_refs`).
+Without a template a minimal Secondary Capture series is made: generated study/series/frame-of-reference
+UIDs, PatientName ``MEDSR^DERIVED``, PatientID ``MEDSR-<8 digits of the study UID>``, Modality from
+``meta["modality"]`` or ``OT``.
 
-Pixels (classic DICOM stores integers only): ``dtype="input"`` stores the source's integer type
-(``meta["original_dtype"]``), keeping the source's RescaleSlope/Intercept when the values fit, else
-slope 1 with an integer intercept that shifts the range into the type, else a computed slope.
-``dtype="float32"`` (or a float source) stores 16-bit integers (int16 if any value is negative, else
-uint16) spanning the full 65535 steps of the data range: slope = (max - min) / 65535, so values are
-kept to 1.5e-5 of the range.
+Pixels (classic DICOM stores integers): ``dtype="input"`` keeps the source's storage: its
+BitsAllocated/BitsStored/PixelRepresentation (the template's; else ``meta["original_dtype"]``) and its
+RescaleSlope/Intercept (``meta["rescale"]``; a slope spanning the data range when they vary by slice).
+Values are rounded to the stored grid and clipped to the stored range, with a
+:class:`~medsr.errors.MedsrWarning` saying how many voxels were clipped. ``dtype="float32"`` (or a float
+source) stores 16-bit integers (int16 if any value is negative, else uint16) spanning the full 65535
+steps of the data range: slope = (max - min) / 65535, so values are kept to 1.5e-5 of the range.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
+import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -41,11 +45,12 @@ from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, ge
 from pydicom.valuerep import DSfloat
 
 from medsr import __version__
-from medsr.errors import MedsrError
+from medsr.errors import MedsrError, MedsrWarning
 from medsr.geometry import LPS_TO_RAS
+from medsr.io.dicom_refs import add_derivation, add_references, nearest_sources
 from medsr.io.volume import affine_of, slice_fact
 
-_INTEGER_TYPES = ("int8", "uint8", "int16", "uint16")
+_INTEGER_TYPES = ("int8", "uint8", "int16", "uint16", "int32", "uint32")
 #: Group 0028 tags kept from the template: PhotometricInterpretation (read, then reset) and the display
 #: settings in output units (window, RescaleType); the rest of the pixel description is rewritten.
 _KEPT_PIXEL_TAGS = {0x00280004, 0x00281050, 0x00281051, 0x00281054, 0x00281055}
@@ -53,7 +58,28 @@ _DROPPED = (
     "SOPInstanceUID", "InstanceNumber", "SliceLocation", "ImagePositionPatient", "ImageOrientationPatient",
     "ImagesInAcquisition", "ReferencedImageSequence", "SourceImageSequence", "IconImageSequence",
     "StackID", "InStackPositionNumber", "DataSetTrailingPadding", "ImageComments",
+    "ReferencedSeriesSequence", "StudiesContainingOtherReferencedInstancesSequence", "ReferencedInstanceSequence",
+    "SourceInstanceSequence", "DerivationCodeSequence", "DerivationDescription", "InstanceCreatorUID",
 )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class _Storage:
+    """Stored pixels: ``value = stored * slope + intercept``, ``stored`` a ``bits``-bit integer in ``dtype``."""
+
+    dtype: np.dtype
+    bits: int
+    slope: float
+    intercept: float
+    rescale_tags: bool = True  # False: the source had no RescaleSlope/Intercept and none is needed
+
+    @property
+    def low(self) -> int:
+        return -(1 << (self.bits - 1)) if self.dtype.kind == "i" else 0
+
+    @property
+    def high(self) -> int:
+        return (1 << (self.bits - 1)) - 1 if self.dtype.kind == "i" else (1 << self.bits) - 1
 
 
 def write_dicom_series(
@@ -63,10 +89,14 @@ def write_dicom_series(
 
     Args:
         volume: MetaTensor with a RAS affine (mm); optional meta ``dicom_template``, ``original_dtype``,
-            ``rescale``, ``modality``, ``filename_or_obj``.
+            ``rescale``, ``dicom_sources``, ``dicom_series_uid``, ``modality``, ``filename_or_obj``,
+            ``medsr`` / ``simulation`` (what was done, for DerivationDescription).
         folder: existing empty directory (the caller handles temporary names and overwriting).
-        dtype: ``input`` (the source's stored integer type) or ``float32`` (16-bit with a fine slope).
+        dtype: ``input`` (the source's stored integers) or ``float32`` (16-bit with a fine slope).
         description_suffix: appended to the template's SeriesDescription.
+
+    Warns:
+        MedsrWarning: ``input`` storage clipped voxels outside the source's stored range.
     """
     folder = Path(folder)
     if not folder.is_dir() or any(folder.iterdir()):
@@ -76,28 +106,40 @@ def write_dicom_series(
     row_cos, col_cos, pixel_spacing, positions, step = _plane_geometry(affine_of(volume), data.shape, folder)
     normal = np.cross(row_cos, col_cos)
     gap = abs(float(np.dot(step, normal)))
-    stype, slope, intercept = _storage(data, meta, dtype)
-    stored = _quantize(data, stype, slope, intercept)
+    template = _read_template(meta, folder)
+    storage = _storage(data, meta, dtype, template)
+    stored = _quantize(data, storage, str(meta.get("filename_or_obj") or folder))
+    centres = positions + row_cos * pixel_spacing[1] * (data.shape[0] - 1) / 2
+    centres += col_cos * pixel_spacing[0] * (data.shape[1] - 1) / 2
+    sources, source_series = meta.get("dicom_sources"), _source_series(meta, template)
+    refs = nearest_sources(sources, centres) if template is not None and sources and source_series else None
 
-    ds = _header(meta, description_suffix, folder)
+    ds = _header(meta, template, description_suffix)
     ds.ImageOrientationPatient = _ds([*row_cos, *col_cos])
     ds.PixelSpacing = _ds(pixel_spacing)
     ds.SpacingBetweenSlices = _ds([gap])[0]
     ds.SliceThickness = _ds([_thickness(meta) or gap])[0]
     ds.Rows, ds.Columns = data.shape[1], data.shape[0]
     ds.SamplesPerPixel = 1
-    ds.BitsAllocated = ds.BitsStored = stype.itemsize * 8
-    ds.HighBit = stype.itemsize * 8 - 1
-    ds.PixelRepresentation = int(stype.kind == "i")
-    ds.RescaleSlope, ds.RescaleIntercept = _ds([slope, intercept])
+    ds.BitsAllocated = storage.dtype.itemsize * 8
+    ds.BitsStored = storage.bits
+    ds.HighBit = storage.bits - 1
+    ds.PixelRepresentation = int(storage.dtype.kind == "i")
+    if storage.rescale_tags:
+        ds.RescaleSlope, ds.RescaleIntercept = _ds([storage.slope, storage.intercept])
+    if template is None:  # Secondary Capture: its General Image and Modality LUT modules ask for these
+        ds.PatientOrientation = [_letters(row_cos), _letters(col_cos)]
+        ds.RescaleType = "US"  # unspecified units
     for k in range(data.shape[2]):
         ds.SOPInstanceUID = generate_uid()
         ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
         ds.InstanceNumber = k + 1
         ds.ImagePositionPatient = _ds(positions[k])
         ds.SliceLocation = _ds([float(np.dot(positions[k], normal))])[0]
-        pixels = np.ascontiguousarray(stored[:, :, k].T).astype(stype.newbyteorder("<")).tobytes()
-        ds.add_new(0x7FE00010, "OW" if stype.itemsize > 1 else "OB", pixels)
+        if refs is not None:
+            add_references(ds, sources, refs[k], source_series)
+        pixels = np.ascontiguousarray(stored[:, :, k].T).astype(storage.dtype.newbyteorder("<")).tobytes()
+        ds.add_new(0x7FE00010, "OW" if storage.dtype.itemsize > 1 else "OB", pixels)
         pydicom.dcmwrite(folder / f"IM_{k + 1:04d}.dcm", ds, enforce_file_format=True)
 
 
@@ -131,48 +173,91 @@ def _plane_geometry(
     return row_cos, col_cos, sizes, positions, lps[:3, 2]
 
 
-def _storage(data: np.ndarray, meta: dict[str, Any], dtype: str) -> tuple[np.dtype, float, float]:
-    """Stored integer type and (slope, intercept) so that ``stored * slope + intercept`` ~ ``data``."""
+def _read_template(meta: dict[str, Any], folder: Path) -> Dataset | None:
+    """The header of ``meta["dicom_template"]`` (a source file), or None without one."""
+    template = meta.get("dicom_template")
+    if not template:
+        return None
+    try:
+        return pydicom.dcmread(str(template), stop_before_pixels=True)
+    except (OSError, InvalidDicomError) as err:
+        raise MedsrError(f"{template}: cannot read the DICOM template of {folder.name}: {err}") from err
+
+
+def _source_series(meta: dict[str, Any], template: Dataset | None) -> str:
+    uid = meta.get("dicom_series_uid") or (template.get("SeriesInstanceUID") if template is not None else "")
+    return str(uid or "")
+
+
+def _storage(data: np.ndarray, meta: dict[str, Any], dtype: str, template: Dataset | None) -> _Storage:
+    """How to store ``data``: the source's integers and rescale (``input``), else 16 bits spanning the range."""
     if dtype not in ("input", "float32"):
         raise MedsrError(f"--dtype {dtype!r} is not one of float32, input")
     lo, hi = float(data.min()), float(data.max())
-    name = str(meta.get("original_dtype") or "float32") if dtype == "input" else "float32"
-    if name in _INTEGER_TYPES:
-        stype = np.dtype(name)
-        candidates = [tuple(meta["rescale"])] if meta.get("rescale") else []
-        candidates += [(1.0, 0.0), (1.0, float(np.floor(lo)) - float(np.iinfo(stype).min))]
-        for slope, intercept in candidates:
-            slope, intercept = (float(v) for v in _ds([slope, intercept]))
-            if slope > 0 and _fits(lo, hi, stype, slope, intercept):
-                return stype, slope, intercept
-    else:
-        stype = np.dtype(np.int16 if lo < 0 else np.uint16)
-    info = np.iinfo(stype)
-    slope = (hi - lo) / (float(info.max) - float(info.min)) if hi > lo else 1.0
-    slope, intercept = (float(v) for v in _ds([slope, lo - float(info.min) * slope]))
-    return stype, slope, intercept
+    source = _source_container(meta, template) if dtype == "input" else None
+    if source is None:
+        return _spanning(lo, hi, np.dtype(np.int16 if lo < 0 else np.uint16), 16)
+    stype, bits = source
+    rescale = meta.get("rescale")
+    if not rescale and meta.get("format") == "dicom":  # RescaleSlope/Intercept vary by slice
+        return _spanning(lo, hi, stype, bits)
+    slope, intercept = (float(v) for v in _ds(rescale or (1.0, 0.0)))
+    if slope <= 0:
+        return _spanning(lo, hi, stype, bits)
+    tags = (slope, intercept) != (1.0, 0.0) or template is None or "RescaleSlope" in template
+    return _Storage(stype, bits, slope, intercept, tags)
 
 
-def _fits(lo: float, hi: float, stype: np.dtype, slope: float, intercept: float) -> bool:
-    info = np.iinfo(stype)
-    return np.rint((lo - intercept) / slope) >= info.min and np.rint((hi - intercept) / slope) <= info.max
+def _source_container(meta: dict[str, Any], template: Dataset | None) -> tuple[np.dtype, int] | None:
+    """(container dtype, BitsStored) of an integer source: the template's pixel description, else
+    ``meta["original_dtype"]`` at full width; None for a float source."""
+    name = str(meta.get("original_dtype") or "")
+    if name not in _INTEGER_TYPES:
+        return None
+    if template is not None and all(
+        t in template for t in ("BitsAllocated", "BitsStored", "PixelRepresentation")
+    ):
+        allocated, bits = int(template.BitsAllocated), int(template.BitsStored)
+        if allocated in (8, 16, 32) and 0 < bits <= allocated:
+            return np.dtype(f"{'' if int(template.PixelRepresentation) else 'u'}int{allocated}"), bits
+    stype = np.dtype(name)
+    return stype, stype.itemsize * 8
 
 
-def _quantize(data: np.ndarray, stype: np.dtype, slope: float, intercept: float) -> np.ndarray:
-    info = np.iinfo(stype)
-    return np.clip(np.rint((data - intercept) / slope), info.min, info.max).astype(stype)
+def _spanning(lo: float, hi: float, stype: np.dtype, bits: int) -> _Storage:
+    """Integers spanning [lo, hi] with every step of the stored range (slope = range / steps)."""
+    base = _Storage(stype, bits, 1.0, 0.0)
+    slope = (hi - lo) / float(base.high - base.low) if hi > lo else 1.0
+    slope, intercept = (float(v) for v in _ds([slope, lo - float(base.low) * slope]))
+    return _Storage(stype, bits, slope, intercept)
 
 
-def _header(meta: dict[str, Any], suffix: str, folder: Path) -> Dataset:
+def _quantize(data: np.ndarray, storage: _Storage, name: str) -> np.ndarray:
+    """``data`` rounded to stored integers, clipped to the stored range (warning how many were clipped)."""
+    q = np.rint((data - storage.intercept) / storage.slope)
+    below, above = int(np.count_nonzero(q < storage.low)), int(np.count_nonzero(q > storage.high))
+    if below or above:
+        lo, hi = (
+            storage.low * storage.slope + storage.intercept,
+            storage.high * storage.slope + storage.intercept,
+        )
+        warnings.warn(
+            f"{name}: {below + above} of {q.size} voxels of the derived DICOM series lie outside the source's "
+            f"stored range {storage.low}..{storage.high} (BitsStored {storage.bits}, "
+            f"{'signed' if storage.dtype.kind == 'i' else 'unsigned'}; {lo:g}..{hi:g} after RescaleSlope "
+            f"{storage.slope:g}, RescaleIntercept {storage.intercept:g}) and were clipped to it ({below} below, "
+            f"{above} above); pass --dtype float32 to keep them",
+            MedsrWarning,
+            stacklevel=3,
+        )
+    return np.clip(q, storage.low, storage.high, out=q).astype(storage.dtype)
+
+
+def _header(meta: dict[str, Any], template: Dataset | None, suffix: str) -> Dataset:
     """Patient/study/series header of the derived series (no per-slice or pixel tags yet)."""
-    template = meta.get("dicom_template")
-    if template:
-        try:
-            src = pydicom.dcmread(str(template), stop_before_pixels=True)
-        except (OSError, InvalidDicomError) as err:
-            raise MedsrError(f"{template}: cannot read the DICOM template of {folder.name}: {err}") from err
-        ds = _from_template(src)
-        description = str(src.get("SeriesDescription", "")).strip()
+    if template is not None:
+        description = str(template.get("SeriesDescription", "")).strip()
+        ds = _from_template(template)
     else:
         ds = _fresh(meta)
         source = meta.get("filename_or_obj")
@@ -183,7 +268,7 @@ def _header(meta: dict[str, Any], suffix: str, folder: Path) -> Dataset:
     ds.SeriesDescription = (description + suffix)[:64]
     ds.SeriesDate = ds.ContentDate = ds.InstanceCreationDate = date
     ds.SeriesTime = ds.ContentTime = ds.InstanceCreationTime = time
-    ds.DerivationDescription = f"medsr {__version__}"
+    add_derivation(ds, meta, __version__)
     photometric = str(ds.get("PhotometricInterpretation", ""))
     ds.PhotometricInterpretation = photometric if photometric == "MONOCHROME1" else "MONOCHROME2"
     ds.file_meta = FileMetaDataset()
@@ -231,7 +316,15 @@ def _fresh(meta: dict[str, Any]) -> Dataset:
     ds.PositionReferenceIndicator = ""
     ds.SeriesNumber = 1000
     ds.ImageType = ["DERIVED", "SECONDARY"]
+    ds.Laterality = ""
     return ds
+
+
+def _letters(direction: np.ndarray) -> str:
+    """PatientOrientation letters of an LPS unit vector, strongest component first (PS3.3 C.7.6.1.1.1)."""
+    names = ("LR", "PA", "HF")
+    order = np.argsort(-np.abs(direction), kind="stable")
+    return "".join(names[i][int(direction[i] < 0)] for i in order if abs(direction[i]) > 1e-4)
 
 
 def _ds(values: Any) -> list[DSfloat]:

@@ -8,6 +8,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from medsr.errors import MedsrError
 from medsr.io.formats import strip_volume_suffix
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
@@ -39,6 +40,40 @@ def default_output(scan: Path, tag: str = "medsr", folder: Path | None = None) -
 def sidecar_path(output: Path) -> Path:
     """JSON sidecar beside an output: ``x.nii.gz`` -> ``x.json``, folder ``x/`` -> ``x.json``."""
     return output.with_name(stem(output) + ".json")
+
+
+def check_sidecar(output: Path, *, overwrite: bool) -> Path:
+    """The sidecar path of ``output``, once it is sure that writing it there takes nothing from another file.
+
+    Refuses (MedsrError) when that path holds a file medsr did not write (unless ``overwrite``), or the
+    sidecar of another output that still exists, e.g. ``s.json`` of ``s.mha`` when writing ``s.nrrd``:
+    that is not this output's sidecar to replace, even with ``overwrite`` (docs/outputs.md).
+    """
+    sidecar = sidecar_path(output)
+    doc = read_sidecar(sidecar)
+    if sidecar.exists() and not overwrite and "medsr_version" not in doc:
+        raise MedsrError(
+            f"{sidecar} exists and is not a medsr sidecar; medsr writes the JSON sidecar of {output.name} "
+            "there: move that file, choose another -o, or pass --overwrite"
+        )
+    recorded = doc.get("output")
+    if isinstance(recorded, str) and recorded.strip():
+        owner = sidecar.with_name(Path(recorded).name)  # a sidecar lies beside its output
+        if owner.name != output.name and (owner.exists() or owner.is_symlink()):
+            raise MedsrError(
+                f"{sidecar} is the sidecar of {owner}, and {output} would need the same sidecar; medsr does "
+                f"not replace another output's sidecar, even with --overwrite: choose another -o name, "
+                f"e.g. {_other_name(output)}"
+            )
+    return sidecar
+
+
+def _other_name(output: Path) -> Path:
+    """A name beside ``output`` whose sidecar differs: ``s.nrrd`` -> ``s_nrrd.nrrd``, folder ``s`` -> ``s_2``."""
+    base = stem(output)
+    suffix = output.name[len(base) :]
+    tag = suffix.lstrip(".").split(".")[0] or "2"
+    return output.with_name(f"{base}_{tag}{suffix}")
 
 
 def read_sidecar(path: Path) -> dict[str, Any]:

@@ -18,6 +18,8 @@ Meta keys medsr sets and reads (all optional except ``affine``):
 ``dicom_template``      path of one source DICOM file, used to write a derived series
 ``dicom_series_uid``    SeriesInstanceUID of a DICOM input
 ``rescale``             ``(RescaleSlope, RescaleIntercept)`` of a DICOM input (None if they vary by slice)
+``dicom_sources``       the source slices of a DICOM input, for the references of a derived series
+                        (:func:`medsr.io.dicom_refs.record_sources`)
 ======================  =======================================================================
 """
 

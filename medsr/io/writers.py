@@ -3,6 +3,10 @@
 ``save_volume(volume, path)`` picks the format from ``path``: ``.nii``/``.nii.gz`` (NIfTI),
 ``.nrrd``/``.mha``/``.mhd`` (SimpleITK), or a path without a suffix for a DICOM input (a derived
 series folder). The file is written under a temporary name and renamed when complete.
+
+The voxel type (``dtype``): ``float32``, ``input`` (the input's stored type), or None, each format's
+natural default (:func:`resolve_dtype`): float32 for NIfTI/NRRD/MHA, and for a DICOM series the
+source's storage (``input``) when the input is a DICOM series, else float32.
 """
 
 from __future__ import annotations
@@ -21,11 +25,32 @@ from medsr.io.readers import native_stderr_captured
 from medsr.io.volume import affine_of, count_nonfinite
 
 DTYPES = ("float32", "input")
+#: Suffixes the writing libraries recognise in lower case only (ITK writes x.MHA as x.mhd + x.zraw).
+_LOWER_CASE_ONLY = (".nii.gz", ".nii", ".mha", ".mhd")
+
+
+def resolve_dtype(dtype: str | None, fmt: str, volume: MetaTensor) -> str:
+    """``dtype`` checked, or for None the natural default of output format ``fmt`` for ``volume``.
+
+    A derived DICOM series of a DICOM input keeps the source's integer storage and rescale
+    (``input``); every other output defaults to ``float32``.
+    """
+    if dtype is None:
+        return "input" if fmt == "dicom" and volume.meta.get("dicom_template") else "float32"
+    if dtype not in DTYPES:
+        raise MedsrError(f"--dtype {dtype!r} is not one of {', '.join(DTYPES)}")
+    return dtype
 
 
 def output_format(path: Path, volume: MetaTensor | None = None) -> str:
     """``nifti``, ``itk`` or ``dicom`` for an output path; a suffix-less path means a DICOM series folder."""
     name = path.name.lower()
+    for suffix in _LOWER_CASE_ONLY:
+        if name.endswith(suffix) and not path.name.endswith(suffix):
+            raise MedsrError(
+                f"{path}: write the suffix in lower case ({suffix}); nibabel and ITK know this format by its "
+                f"lower-case suffix only and would write other files: use -o {path.name[: -len(suffix)]}{suffix}"
+            )
     if name.endswith(NIFTI_SUFFIXES):
         return "nifti"
     if name.endswith(ITK_WRITE_SUFFIXES):
@@ -42,24 +67,26 @@ def save_volume(
     volume: MetaTensor,
     path: str | Path,
     *,
-    dtype: str = "float32",
+    dtype: str | None = None,
     overwrite: bool = False,
     description_suffix: str = " medsr",
 ) -> Path:
     """Write ``volume`` (1, X, Y, Z) to ``path`` and return the path.
 
     Args:
-        dtype: ``float32`` or ``input`` (the input's stored type, rounded and clipped to its range).
+        dtype: ``float32``, ``input`` (the input's stored type, rounded and clipped to its range) or None
+            (the format's natural default, :func:`resolve_dtype`).
         overwrite: replace an existing output; the input itself is never replaced.
         description_suffix: appended to SeriesDescription of a derived DICOM series.
     """
     path = Path(path)
-    if dtype not in DTYPES:
+    if dtype is not None and dtype not in DTYPES:
         raise MedsrError(f"--dtype {dtype!r} is not one of {', '.join(DTYPES)}")
     source = volume.meta.get("filename_or_obj")
     inputs = (Path(source),) if isinstance(source, str) and source else ()
     check_output(path, overwrite=overwrite, inputs=inputs)
     fmt = output_format(path, volume)
+    dtype = resolve_dtype(dtype, fmt, volume)
     data = _spatial_array(volume)
     if count_nonfinite(data):
         raise MedsrError(f"{path}: refusing to write a volume with NaN or infinite voxels")

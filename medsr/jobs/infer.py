@@ -10,7 +10,7 @@ from pathlib import Path
 from medsr.errors import MedsrError
 from medsr.io.atomic import discard, write_json
 from medsr.io.formats import DICOM_SUFFIXES, MANIFEST_SUFFIXES, VOLUME_SUFFIXES, holds_dicom, looks_dicom
-from medsr.io.naming import default_output, read_sidecar, sha256_of, sidecar_path
+from medsr.io.naming import check_sidecar, default_output, sha256_of, sidecar_path
 from medsr.jobs.options import InferOptions
 from medsr.jobs.rerun import SETTINGS_KEY, is_finished, requested_settings
 
@@ -25,19 +25,14 @@ def infer_one(scan: Path, output: Path | None, opts: InferOptions) -> Path:
     from medsr.inference.predict import upscale
     from medsr.io.atomic import check_output
     from medsr.io.readers import load_volume
-    from medsr.io.writers import DTYPES, output_format, save_volume
+    from medsr.io.writers import DTYPES, output_format, resolve_dtype, save_volume
 
     output = output if output is not None else default_output(scan)
-    if opts.dtype not in DTYPES:  # checked before any work: training can take minutes
+    if opts.dtype not in (None, *DTYPES):  # checked before any work: training can take minutes
         raise MedsrError(f"--dtype {opts.dtype!r} is not one of {', '.join(DTYPES)}")
     output_format(output)
     check_output(output, overwrite=opts.overwrite, inputs=(scan,))
-    sidecar = sidecar_path(output)
-    if sidecar.exists() and not opts.overwrite and not _is_medsr_sidecar(sidecar):
-        raise MedsrError(
-            f"{sidecar} exists and is not a medsr sidecar; medsr writes the JSON sidecar of {output.name} "
-            "there: move that file, choose another -o, or pass --overwrite"
-        )
+    sidecar = check_sidecar(output, overwrite=opts.overwrite)
     if opts.preview is not None:
         check_output(opts.preview, overwrite=opts.overwrite, inputs=(scan,))
     start = time.perf_counter()
@@ -66,7 +61,7 @@ def infer_one(scan: Path, output: Path | None, opts: InferOptions) -> Path:
             output=str(output),
             input_shape=list(volume.shape[1:]),
             output_shape=list(result.shape[1:]),
-            dtype=opts.dtype,
+            dtype=resolve_dtype(opts.dtype, output_format(output), result),
             wall_seconds=round(time.perf_counter() - start, 3),
         )
         facts[SETTINGS_KEY] = requested_settings(opts)  # what a rerun compares (medsr.jobs.rerun)
@@ -75,10 +70,6 @@ def infer_one(scan: Path, output: Path | None, opts: InferOptions) -> Path:
         discard(output)
         raise
     return output
-
-
-def _is_medsr_sidecar(path: Path) -> bool:
-    return "medsr_version" in read_sidecar(path)
 
 
 def collect_inputs(source: Path) -> list[Path]:

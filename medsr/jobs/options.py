@@ -17,7 +17,7 @@ class InferOptions:
     method: str = "selfsup"
     thickness: float | None = None
     model: Path | None = None
-    dtype: str = "float32"
+    dtype: str | None = None  # None: the output format's natural default (medsr.io.writers.resolve_dtype)
     overwrite: bool = False
     series: str | None = None
     volume_index: int | None = None

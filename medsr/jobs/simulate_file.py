@@ -11,7 +11,7 @@ from typing import Any
 
 from medsr import __version__, geometry
 from medsr.io.atomic import check_output, write_json
-from medsr.io.naming import default_output, sidecar_path
+from medsr.io.naming import check_sidecar, default_output, sidecar_path
 from medsr.io.readers import load_volume
 from medsr.io.volume import affine_of, spatial_shape
 from medsr.io.writers import output_format, save_volume
@@ -43,6 +43,7 @@ def simulate_file(
     output_format(out)
     for path in (out, sidecar):
         check_output(path, overwrite=overwrite, inputs=(src,))
+    check_sidecar(out, overwrite=overwrite)  # never another output's sidecar, even with --overwrite
     noise_model = parse_noise(noise)
     hr = load_volume(src, series=series, volume_index=volume_index)
     lr = simulate_thick_slices(hr, thickness, spacing, axis, profile, noise_model, rng=seed)
