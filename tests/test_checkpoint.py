@@ -12,17 +12,11 @@ from nibabel.affines import apply_affine
 
 from medsr import geometry
 from medsr.errors import MedsrError
-from medsr.inference.checkpoint_predict import load_trained, model_upscale
+from medsr.inference.checkpoint_predict import model_upscale
 from medsr.io.volume import affine_of, make_volume
 from medsr.models import MODELS
-from medsr.training.checkpoint import (
-    build_model,
-    load_train_state,
-    read_checkpoint,
-    read_meta,
-    save_checkpoint,
-    save_train_state,
-)
+from medsr.runtime.checkpoint import build_model, load_trained, read_checkpoint, read_meta, save_checkpoint
+from medsr.training.train_state import load_train_state, save_train_state
 from tests.conftest import make_affine
 
 
@@ -174,8 +168,8 @@ def test_checkpoint_inference_geometry_and_units(tmp_path: Path, name: str, fact
 def test_checkpoint_tiled_inference_equals_one_pass(name: str) -> None:
     """In-plane tiles with a receptive-field halo reproduce a whole-volume forward pass exactly, for output
     slice counts that are not a multiple of the input's (MONAI would round a zoom of 29 / 11)."""
-    from medsr.inference.checkpoint_predict import predict_slices
     from medsr.models.interp import upscale_positions
+    from medsr.runtime.sliding import predict_slices
 
     args = (
         {"features": 4, "depth": 4} if name == "deepresolve3d" else {"features": 4, "blocks": 1, "factor": 3}

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch.distributed as dist
 
-from medsr.training.checkpoint import read_meta
+from medsr.runtime.checkpoint import read_meta
 from tests.train_helpers import tiny_overrides, write_tiny_set
 
 

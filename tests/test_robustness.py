@@ -1001,7 +1001,7 @@ CHECKPOINTS = [
 
 
 def _needs_checkpoint_loader() -> None:
-    pytest.importorskip("medsr.training.checkpoint", reason="the checkpoint loader is not there yet")
+    pytest.importorskip("medsr.runtime.checkpoint", reason="the checkpoint loader is not there yet")
 
 
 @pytest.mark.parametrize("name", ["evil.pt", "evil.pth", "evil.ckpt", "evil.safetensors", "evil"])

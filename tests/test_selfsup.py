@@ -19,7 +19,7 @@ from medsr.inference.predict import upscale
 from medsr.inference.selfsup import config_with, selfsup_upscale
 from medsr.io.volume import affine_of, make_volume
 from medsr.models import MODELS, SliceSR2d
-from medsr.training.checkpoint import read_meta
+from medsr.runtime.checkpoint import read_meta
 from medsr.transforms.array import simulate_thick_slices
 from medsr.transforms.functional import apply_slab_weights, slab_weights
 from tests.conftest import DEVICES, blob_volume, make_affine

@@ -223,7 +223,7 @@ def finite_volume(volume: MetaTensor) -> tuple[MetaTensor, dict[str, int]]:
 
 def _checkpoint_method(model: Path, method: str) -> str:
     """``selfsup`` for a per-scan network saved by ``--save-model``, ``model`` for a ``medsr train`` checkpoint."""
-    from medsr.training.checkpoint import read_meta
+    from medsr.runtime.checkpoint import read_meta
 
     kind = read_meta(model)["kind"]
     wanted = "selfsup" if kind == "selfsup" else "model"

@@ -23,12 +23,13 @@ from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler
 
 from medsr.errors import MedsrError
+from medsr.runtime.checkpoint import read_checkpoint, save_checkpoint
 from medsr.training import distributed as D
-from medsr.training.checkpoint import load_train_state, read_checkpoint, save_checkpoint, save_train_state
 from medsr.training.config import Config, config_to_dict, dump_config
 from medsr.training.losses import SRLoss, lr_at
 from medsr.training.records import MetricsLog
 from medsr.training.run_setup import RunData, build_model, checkpoint_meta, prepare_data, prepare_run_dir
+from medsr.training.train_state import load_train_state, save_train_state
 
 
 class ResumableSampler(DistributedSampler):

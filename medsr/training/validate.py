@@ -16,11 +16,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from medsr.inference.checkpoint_predict import predict_slices
 from medsr.io.volume import affine_of
 from medsr.models.interp import cubic_weights, resample_last
 from medsr.runtime import metrics
 from medsr.runtime.normalise import denormalise, normalise, robust_range
+from medsr.runtime.sliding import predict_slices
 from medsr.training.config import Config
 from medsr.training.data import slice_positions
 
