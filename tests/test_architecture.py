@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import importlib.util
 import sys
 import textwrap
@@ -223,3 +224,20 @@ def test_violations_print_one_line_each_and_exit_one(tmp_path, capsys):
     assert capsys.readouterr().out == (
         "medsr/io/x.py:1: upward: medsr.io.x (layer 1) imports medsr.jobs.y (layer 5)\n"
     )
+
+
+def test_no_test_module_imports_another_test_module() -> None:
+    """Shared test code lives in tests/helpers/ (issue #18); a test module imports no test module or conftest."""
+    found = []
+    for path in sorted((ROOT / "tests").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            if isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+            if any(
+                n.split(".")[:2][-1].startswith(("test_", "conftest"))
+                for n in names
+                if n.startswith("tests.")
+            ):
+                found.append(f"{path.relative_to(ROOT)}:{node.lineno}")
+    assert found == [], found

@@ -17,7 +17,7 @@ from medsr.inference.transforms import Upscale, Upscaled
 from medsr.io.readers import load_volume
 from medsr.io.volume import affine_of
 from medsr.jobs.infer import select_shard
-from tests.conftest import blob_volume, make_affine
+from tests.helpers.volumes import blob_volume, make_affine
 
 runner = CliRunner()
 

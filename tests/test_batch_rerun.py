@@ -15,7 +15,7 @@ from medsr.io.naming import sidecar_path
 from medsr.jobs.infer import infer_one
 from medsr.jobs.options import InferOptions
 from medsr.jobs.rerun import NOT_WRITTEN, is_finished
-from tests.conftest import blob_volume, make_affine
+from tests.helpers.volumes import blob_volume, make_affine
 
 runner = CliRunner()
 

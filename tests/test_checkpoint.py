@@ -17,7 +17,7 @@ from medsr.io.volume import affine_of, make_volume
 from medsr.models import MODELS
 from medsr.runtime.checkpoint import build_model, load_trained, read_checkpoint, read_meta, save_checkpoint
 from medsr.training.train_state import load_train_state, save_train_state
-from tests.conftest import make_affine
+from tests.helpers.volumes import make_affine
 
 
 def _meta(name: str, args: dict, **extra) -> dict:

@@ -11,7 +11,7 @@ from pathlib import Path
 import torch.distributed as dist
 
 from medsr.runtime.checkpoint import read_meta
-from tests.train_helpers import tiny_overrides, write_tiny_set
+from tests.helpers.train import tiny_overrides, write_tiny_set
 
 
 def test_ddp_train_two_gloo_processes_keep_identical_weights(tmp_path: Path) -> None:

@@ -19,7 +19,7 @@ from medsr.evaluation.noref import no_reference
 from medsr.io.volume import make_volume
 from medsr.runtime import metrics
 from medsr.runtime.normalise import robust_range
-from tests.conftest import blob_volume, make_affine
+from tests.helpers.volumes import blob_volume, make_affine
 
 runner = CliRunner()
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "evaluation.md"

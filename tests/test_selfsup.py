@@ -22,7 +22,7 @@ from medsr.models import MODELS, SliceSR2d
 from medsr.runtime.checkpoint import read_meta
 from medsr.transforms.array import simulate_thick_slices
 from medsr.transforms.functional import apply_slab_weights, slab_weights
-from tests.conftest import DEVICES, blob_volume, make_affine
+from tests.helpers.volumes import DEVICES, blob_volume, make_affine
 
 #: A small network so that each test trains in seconds (same class and code path as the default).
 TINY = config_with(features=16, blocks=2, batch=8, patch=(8, 24))

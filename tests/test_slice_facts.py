@@ -17,7 +17,7 @@ from medsr.io.readers import load_volume
 from medsr.io.slice_facts import read_slice_facts
 from medsr.jobs.simulate_file import simulate_file
 from medsr.transforms.array import simulate_thick_slices
-from tests.conftest import blob_volume, make_affine
+from tests.helpers.volumes import blob_volume, make_affine
 
 TINY = config_with(features=16, blocks=2, batch=8, patch=(8, 24))
 

@@ -14,7 +14,7 @@ from medsr.inference.thickness_check import estimate_thickness, looks_thin
 from medsr.io.readers import load_volume
 from medsr.io.volume import affine_of, make_volume
 from medsr.transforms.array import simulate_thick_slices
-from tests.conftest import make_affine
+from tests.helpers.volumes import make_affine
 
 TINY = config_with(features=16, blocks=2, batch=8, patch=(8, 24))
 
