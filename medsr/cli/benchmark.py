@@ -64,7 +64,9 @@ def benchmark(
     HR and absolute-error maps in one window). Without --axis: the thickest axis, else the one closest to S.
     """
     from medsr.evaluation.benchmark import BenchmarkOptions, parse_methods, run_benchmark
+    from medsr.runtime.device import resolve_device
 
+    resolve_device(device)  # every method, before the scan is read
     specs = parse_methods(methods)
     learner = {"budget_s": budget, "steps": steps, "device": device, "seed": seed}
     opts = BenchmarkOptions(

@@ -86,7 +86,9 @@ def infer(
     )
     from medsr.inference.predict import refuse_profile, slice_assumption
     from medsr.io.naming import read_sidecar, sidecar_path
+    from medsr.runtime.device import resolve_device
 
+    resolve_device(device)  # every method (bspline too): before any scan is read, once for a batch
     if method is None:
         method = "model" if model is not None else DEFAULT_METHOD
     learner: dict[str, object] = {}

@@ -182,8 +182,11 @@ def run_benchmark(
     from medsr.io.readers import load_volume
     from medsr.io.volume import affine_of
     from medsr.io.writers import save_volume
+    from medsr.runtime.device import resolve_device
     from medsr.transforms.array import default_axis, simulate_thick_slices
 
+    if opts.learner.get("device") is not None:  # before anything is written or read
+        resolve_device(opts.learner["device"])
     _prepare_outdir(outdir, opts.overwrite)
     hr = load_volume(hr_path)
     hr_affine = affine_of(hr)

@@ -16,6 +16,7 @@ from medsr.evaluation.baselines import INTERPOLATORS, interpolate_upscale
 from medsr.inference.thickness_check import SPACING_SOURCE
 from medsr.io.volume import SLICE_KEYS, affine_of, count_nonfinite, slice_fact, spatial_shape, with_grid
 from medsr.profiles import DEFAULT_PROFILE, MIXED_PROFILE
+from medsr.runtime.device import resolve_device
 
 METHODS = ("selfsup", "model", *INTERPOLATORS)
 
@@ -88,6 +89,8 @@ def upscale(
         MetaTensor on the upscaled grid (same physical extent, see docs/geometry.md); ``meta["medsr"]``
         holds facts for the sidecar (method, factor, timings...).
     """
+    if options.get("device") is not None:  # every method, before the volume is read or anything trains
+        resolve_device(options["device"])
     if not isinstance(volume, MetaTensor):
         from medsr.io.readers import load_volume
 
