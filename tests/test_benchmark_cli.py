@@ -150,11 +150,11 @@ def test_benchmark_simulates_the_profile_it_is_given(tmp_path: Path, hr_path: Pa
 
 def test_method_list_errors() -> None:
     assert [m.name for m in parse_methods("nearest, bspline")] == ["nearest", "bspline"]
-    for bad in ("cubic", "", "linear,linear", "model:/nonexistent.ckpt"):
+    for bad in ("spline", "", "linear,linear", "cubic,bspline", "model:/nonexistent.ckpt"):
         with pytest.raises(MedsrError):
             parse_methods(bad)
-    result = runner.invoke(app, ["benchmark", __file__, "--methods", "cubic", "-o", "x"])
-    assert result.exit_code == 2 and "cubic" in result.output
+    result = runner.invoke(app, ["benchmark", __file__, "--methods", "spline", "-o", "x"])
+    assert result.exit_code == 2 and "spline" in result.output
 
 
 def test_infer_preview_writes_a_before_after_panel(tmp_path: Path, oblique_nifti: Path) -> None:

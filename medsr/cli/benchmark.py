@@ -30,7 +30,10 @@ def benchmark(
     ] = DEFAULT_PROFILE,
     axis: Axis = None,
     methods: Annotated[
-        str, typer.Option("--methods", help="Comma list: nearest, linear, bspline, selfsup, model:CKPT.")
+        str,
+        typer.Option(
+            "--methods", help="Comma list: nearest, linear, bspline (also cubic), selfsup, model:CKPT."
+        ),
     ] = "nearest,linear,bspline",
     budget: Annotated[
         float | None, typer.Option("--budget", help="selfsup/model training budget, seconds.")

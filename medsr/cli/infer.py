@@ -29,7 +29,8 @@ def infer(
         str | None,
         typer.Option(
             "--method",
-            help="selfsup (learn from the scan), bspline, linear or nearest (default: selfsup, or the --model checkpoint).",
+            help="selfsup (learn from the scan), bspline (cubic B-spline; also --method cubic), linear or nearest "
+            "(default: selfsup, or the --model checkpoint).",
             show_default=False,
         ),
     ] = None,
@@ -76,6 +77,7 @@ def infer(
     SCAN may also be a folder of scans or a manifest (.csv/.jsonl): then -o names the output folder,
     finished scans are skipped, failures are reported and the exit code is 1 if any scan failed.
     """
+    from medsr.evaluation.baselines import canonical_method
     from medsr.inference.jobs import (
         InferOptions,
         collect_inputs,
@@ -91,6 +93,7 @@ def infer(
     resolve_device(device)  # every method (bspline too): before any scan is read, once for a batch
     if method is None:
         method = "model" if model is not None else DEFAULT_METHOD
+    method = canonical_method(method)  # --method cubic is bspline, and recorded so
     learner: dict[str, object] = {}
     if method == "selfsup" or model is not None:
         learner = {"budget_s": budget, "steps": steps, "device": device, "seed": seed, "progress": progress}
