@@ -193,7 +193,8 @@ def test_hounsfield_units_come_back_unclipped() -> None:
     values = out.numpy()
     assert values.min() < -950 and values.max() > 2800
     assert facts["intensity_range"][0] == pytest.approx(-1000.0)
-    assert np.abs(values[0, 0, 0, :] + 1000).max() < 100  # air stays air (short training: a few HU off)
+    # Air stays air: 20 steps of a tiny network leave the corner 15-17 HU off (seeds 0-2), not "a few HU"
+    assert np.abs(values[0, 0, 0, :] + 1000).max() < 25
 
 
 def test_training_pairs_follow_the_slice_physics() -> None:
