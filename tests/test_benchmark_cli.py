@@ -74,6 +74,7 @@ def test_benchmark_isolated_measures_memory(tmp_path: Path, hr_path: Path) -> No
     assert "peak RSS (MB)" in (out / "report.md").read_text()
 
 
+@pytest.mark.slow
 def test_learned_methods_get_budget_and_failures_are_reported(
     tmp_path: Path, hr_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -58,6 +58,7 @@ def test_infer_default_output_and_sidecar(oblique_nifti: Path) -> None:
         (None, "gaussian", "differ (--profile mixed if their shape is unknown)"),  # a default: the way out
     ],
 )
+@pytest.mark.slow
 def test_infer_selfsup_records_its_slice_profile(
     oblique_nifti: Path, given: str | None, profile: str, said: str
 ) -> None:
@@ -179,6 +180,7 @@ def test_debug_shows_the_traceback(oblique_nifti: Path) -> None:
     assert plain.stderr.strip().splitlines() == [plain.stderr.strip()] and "medsr: error:" in plain.stderr
 
 
+@pytest.mark.slow
 def test_the_cli_starts_without_importing_torch() -> None:
     """``medsr --help`` stays fast (STYLE.md: heavy imports inside the commands)."""
     import subprocess

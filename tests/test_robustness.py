@@ -814,6 +814,7 @@ def test_sheared_input_keeps_its_sform(tmp_path: Path) -> None:
     np.testing.assert_allclose(affine_of(out), geometry.upscaled_grid(SHAPE, SHEARED, 2, 3.0)[1], atol=1e-9)
 
 
+@pytest.mark.slow
 def test_selfsup_on_flat_volumes_is_finite() -> None:
     """Zero and constant volumes must not divide by a zero intensity range (selfsup normalises)."""
     for value in (0.0, 7.0):
