@@ -184,3 +184,21 @@ def _checkpoint(path: Path) -> Path:
         "config": {"inference": {"roi_size": [12, 12], "overlap": 0.25, "sw_batch_size": 1}},
     }
     return save_checkpoint(path, MODELS["deepresolve3d"](**args), meta)
+
+
+def test_the_runtime_layer_imports_nothing_above_it() -> None:
+    """medsr/runtime/ sits below inference, training and cli (docs/devices.md)."""
+    import ast
+
+    folder = Path(medsr.__file__).parent / "runtime"
+    for path in folder.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom | ast.Import):
+                names = (
+                    [node.module or ""] if isinstance(node, ast.ImportFrom) else [a.name for a in node.names]
+                )
+                for name in names:
+                    assert not name.startswith(("medsr.inference", "medsr.training", "medsr.cli")), (
+                        path,
+                        name,
+                    )
