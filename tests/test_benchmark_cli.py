@@ -61,6 +61,7 @@ def test_benchmark_in_process_writes_reports_and_panels(tmp_path: Path, hr_path:
     assert again.exit_code == 2 and "--overwrite" in again.output
 
 
+@pytest.mark.slow  # a fresh process per method
 def test_benchmark_isolated_measures_memory(tmp_path: Path, hr_path: Path) -> None:
     out = tmp_path / "bench"
     ballast = np.ones(1_000_000_000 // 8)  # 1 GB held by this process must not count for the method
