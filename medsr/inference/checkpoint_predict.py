@@ -24,6 +24,7 @@ from torch import nn
 from medsr import geometry
 from medsr.errors import MedsrError, MedsrWarning
 from medsr.io.volume import affine_of, spatial_shape, with_grid
+from medsr.runtime.device import resolve_device
 from medsr.training.checkpoint import build_model, read_checkpoint, read_meta
 from medsr.training.normalise import denormalise, intensity_map, normalise
 
@@ -44,19 +45,6 @@ def load_trained(path: Path) -> tuple[nn.Module, dict[str, Any]]:
         )
     tensors, meta = read_checkpoint(path)
     return build_model(meta, tensors, path), meta
-
-
-def resolve_device(device: str | torch.device | None) -> torch.device:
-    """``auto``/None -> CUDA when available, else CPU."""
-    if device in (None, "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except RuntimeError:
-        raise MedsrError(f"--device {device!r} is not a device; use auto, cpu or cuda") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise MedsrError("--device cuda was asked for but no CUDA device is available; use --device cpu")
-    return dev
 
 
 def check_factor(meta: dict[str, Any], factor: float, source: Path) -> None:
