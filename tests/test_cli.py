@@ -58,6 +58,7 @@ def test_infer_default_output_and_sidecar(oblique_nifti: Path) -> None:
         (None, "gaussian", "differ (--profile mixed if their shape is unknown)"),  # a default: the way out
     ],
 )
+@pytest.mark.slow
 def test_infer_selfsup_records_its_slice_profile(
     oblique_nifti: Path, given: str | None, profile: str, said: str
 ) -> None:
@@ -151,11 +152,35 @@ def test_existing_output_needs_overwrite(oblique_nifti: Path) -> None:
     assert same.exit_code == 2 and "is the input" in same.stderr
 
 
+def test_debug_lets_the_error_through(oblique_nifti: Path) -> None:
+    """With --debug the MedsrError itself escapes (typer would print its traceback); without, exit 2."""
+    from medsr.errors import MedsrError
+
+    debug = run("--debug", "infer", oblique_nifti, "--factor", "0")
+    assert isinstance(debug.exception, MedsrError), repr(debug.exception)
+    plain = run("infer", oblique_nifti, "--factor", "0")
+    assert plain.exit_code == 2 and isinstance(plain.exception, SystemExit)
+
+
+@pytest.mark.slow
 def test_debug_shows_the_traceback(oblique_nifti: Path) -> None:
-    result = run("--debug", "infer", oblique_nifti, "--factor", "0")
-    assert result.exit_code != 0 and result.exception is not None
+    """The real process: a traceback on stderr with --debug, one line without."""
+    import subprocess
+    import sys
+
+    def medsr(*args: str) -> subprocess.CompletedProcess:
+        cmd = [sys.executable, "-m", "medsr", *args, "infer", str(oblique_nifti), "--factor", "0"]
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+
+    debug = medsr("--debug")
+    assert debug.returncode != 0 and "Traceback (most recent call last)" in debug.stderr, debug.stderr
+    assert "MedsrError" in debug.stderr and "resolve_factor" in debug.stderr
+    plain = medsr()
+    assert plain.returncode == 2 and "Traceback" not in plain.stderr
+    assert plain.stderr.strip().splitlines() == [plain.stderr.strip()] and "medsr: error:" in plain.stderr
 
 
+@pytest.mark.slow
 def test_the_cli_starts_without_importing_torch() -> None:
     """``medsr --help`` stays fast (STYLE.md: heavy imports inside the commands)."""
     import subprocess

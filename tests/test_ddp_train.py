@@ -8,10 +8,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch.distributed as dist
 
 from medsr.runtime.checkpoint import read_meta
 from tests.helpers.train import tiny_overrides, write_tiny_set
+
+pytestmark = pytest.mark.slow  # torchrun: two processes
 
 
 def test_ddp_train_two_gloo_processes_keep_identical_weights(tmp_path: Path) -> None:

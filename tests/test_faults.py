@@ -194,6 +194,7 @@ def _chatty_inputs(folder: Path) -> list[Path]:
     return [folder / n for n in ("bad.mha", "offset0.nii", "qcode99.nii", "rtstruct.dcm")]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", SIGNALS)
 def test_signal_during_write_in_a_real_process(real_runs: dict[str, Run], name: str) -> None:
     run = real_runs[name]
@@ -267,6 +268,7 @@ def test_sigterm_mid_write_in_this_process(tmp_path: Path, monkeypatch, kind: st
         assert _listing(out_dir) == ["up.nii.gz"] and out.read_bytes() == b"earlier output"
 
 
+@pytest.mark.slow
 def test_one_line_even_when_libraries_talk_in_a_real_process(real_runs: dict[str, Run]) -> None:
     """ITK's C++ messages on fd 2, nibabel's header-fix log and pydicom's warnings stay out of the output."""
     blocks: dict[str, list[str]] = {}
@@ -366,6 +368,7 @@ def test_file_size_limit_is_a_real_kernel_error(tmp_path: Path) -> None:
     assert _listing(out_dir) == []
 
 
+@pytest.mark.slow
 def test_full_tmpfs_in_a_real_process(real_runs: dict[str, Run]) -> None:
     run = real_runs.get("tmpfs")
     if run is None or "rc=" not in run.stdout:

@@ -33,6 +33,7 @@ def small_volume(shape=(22, 18, 7), spacing=(0.9, 1.1, 3.0), flips=(-1, 1, 1), s
     return make_volume(blob_volume(shape, np.random.default_rng(seed)), affine)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("axis,factor", [(2, 3.0), (0, 2.5)])
 def test_output_grid_follows_the_convention_in_world_coordinates(
@@ -63,6 +64,7 @@ def test_output_grid_follows_the_convention_in_world_coordinates(
     assert out.dtype == torch.float32 and np.isfinite(out.numpy()).all()
 
 
+@pytest.mark.slow
 def test_non_integer_factor_shape_matches_upscaled_grid() -> None:
     vol = small_volume(shape=(20, 16, 9))
     out, facts = selfsup_upscale(vol, axis=2, factor=7.14, steps=2, progress=False, config=TINY)
@@ -72,6 +74,7 @@ def test_non_integer_factor_shape_matches_upscaled_grid() -> None:
     assert facts["network_factor"] == 8
 
 
+@pytest.mark.slow
 def test_same_seed_same_result_other_seed_differs() -> None:
     vol = small_volume()
     a, _ = selfsup_upscale(vol, axis=2, factor=3, steps=15, seed=5, progress=False, config=TINY)
@@ -95,6 +98,7 @@ def _sharp_phantom() -> np.ndarray:
     return vol
 
 
+@pytest.mark.slow
 def test_learned_model_beats_cubic_on_sharp_edges() -> None:
     hr = make_volume(_sharp_phantom(), make_affine((1.0, 1.0, 1.0), rng=np.random.default_rng(2)))
     lr = simulate_thick_slices(hr, 4.0, 4.0, axis=2)
@@ -110,6 +114,7 @@ def test_learned_model_beats_cubic_on_sharp_edges() -> None:
     assert mse(out) < 0.8 * mse(cubic), (mse(out), mse(cubic))
 
 
+@pytest.mark.slow
 def test_noise_matching_keeps_noise_from_being_amplified() -> None:
     truth = _sharp_phantom()
     hr = make_volume(truth, make_affine((1.0, 1.0, 1.0), rng=np.random.default_rng(5)))
@@ -125,6 +130,7 @@ def test_noise_matching_keeps_noise_from_being_amplified() -> None:
     assert matched < 0.9 * unmatched, (matched, unmatched)
 
 
+@pytest.mark.slow
 def test_the_slice_profile_shape_must_match_the_scan() -> None:
     """Thick slices that average thin ones (boxcar): told so, medsr beats cubic; told Gaussian, it over-sharpens.
 
@@ -155,6 +161,7 @@ def test_the_slice_profile_shape_must_match_the_scan() -> None:
     assert mixed < 0.9 * gaussian and mixed < 0.9 * cubic, (mixed, gaussian, cubic)
 
 
+@pytest.mark.slow
 def test_save_and_reuse_model_round_trip(tmp_path) -> None:
     vol = small_volume()
     path = tmp_path / "net.safetensors"
@@ -184,6 +191,7 @@ def test_save_and_reuse_model_round_trip(tmp_path) -> None:
         selfsup_upscale(vol, axis=2, factor=3, profile="gaussian", model=boxcar, progress=False)
 
 
+@pytest.mark.slow
 def test_hounsfield_units_come_back_unclipped() -> None:
     data = np.full((24, 24, 8), -1000.0, np.float32)
     data[4:20, 4:20, 1:7] = 40.0
@@ -193,7 +201,8 @@ def test_hounsfield_units_come_back_unclipped() -> None:
     values = out.numpy()
     assert values.min() < -950 and values.max() > 2800
     assert facts["intensity_range"][0] == pytest.approx(-1000.0)
-    assert np.abs(values[0, 0, 0, :] + 1000).max() < 100  # air stays air (short training: a few HU off)
+    # Air stays air: 20 steps of a tiny network leave the corner 15-17 HU off (seeds 0-2), not "a few HU"
+    assert np.abs(values[0, 0, 0, :] + 1000).max() < 25
 
 
 def test_training_pairs_follow_the_slice_physics() -> None:

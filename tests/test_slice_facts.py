@@ -81,6 +81,7 @@ def test_sidecars_that_do_not_describe_the_file_are_ignored(oblique_nifti: Path,
     assert facts["thickness_mm"] == pytest.approx(4.0) and facts["thickness_source"] == "slice spacing"
 
 
+@pytest.mark.slow
 def test_selfsup_trains_with_the_sidecar_profile_and_given_values_win(hr_nifti: Path) -> None:
     lr = simulated(hr_nifti, profile="boxcar", thickness=2.0)
     kwargs = {"method": "selfsup", "steps": 2, "progress": False, "config": TINY}
@@ -101,6 +102,7 @@ def test_facts_for_another_axis_are_not_used(hr_nifti: Path) -> None:
     assert facts["thickness_mm"] == pytest.approx(1.0) and facts["thickness_source"] == "slice spacing"
 
 
+@pytest.mark.slow
 def test_in_memory_simulation_carries_its_profile() -> None:
     affine = make_affine((1.0, 1.0, 1.0), rng=np.random.default_rng(5))
     from medsr.io.volume import make_volume

@@ -63,6 +63,7 @@ def test_too_few_slices_or_too_small_slices_give_no_estimate() -> None:
     assert not looks_thin(None, 4.0)
 
 
+@pytest.mark.slow
 def test_selfsup_uses_the_estimate_only_when_nothing_is_known() -> None:
     kwargs = {"factor": 4, "method": "selfsup", "steps": 2, "progress": False, "config": TINY}
     gapped = simulate_thick_slices(texture_volume(), 1.0, 4.0, axis=2, profile="gaussian")

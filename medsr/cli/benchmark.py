@@ -30,7 +30,10 @@ def benchmark(
     ] = DEFAULT_PROFILE,
     axis: Axis = None,
     methods: Annotated[
-        str, typer.Option("--methods", help="Comma list: nearest, linear, bspline, selfsup, model:CKPT.")
+        str,
+        typer.Option(
+            "--methods", help="Comma list: nearest, linear, bspline (also cubic), selfsup, model:CKPT."
+        ),
     ] = "nearest,linear,bspline",
     budget: Annotated[
         float | None, typer.Option("--budget", help="selfsup/model training budget, seconds.")
@@ -64,7 +67,9 @@ def benchmark(
     HR and absolute-error maps in one window). Without --axis: the thickest axis, else the one closest to S.
     """
     from medsr.jobs.benchmark import BenchmarkOptions, parse_methods, run_benchmark
+    from medsr.runtime.device import resolve_device
 
+    resolve_device(device)  # every method, before the scan is read
     specs = parse_methods(methods)
     learner = {"budget_s": budget, "steps": steps, "device": device, "seed": seed}
     opts = BenchmarkOptions(

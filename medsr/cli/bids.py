@@ -7,9 +7,8 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from typer.core import TyperCommand
 
-from medsr.cli.options import Dtype, Overwrite
+from medsr.cli.options import Dtype, MedsrCommand, Overwrite
 
 
 class Level(str, Enum):
@@ -21,7 +20,7 @@ class Level(str, Enum):
 MANY_VALUED = ("--participant-label", "--participant_label", "--suffix")
 
 
-class ManyValuesCommand(TyperCommand):
+class ManyValuesCommand(MedsrCommand):
     """A command whose MANY_VALUED options also accept ``--opt a b c`` (typer wants ``--opt a --opt b``)."""
 
     def parse_args(self, ctx: typer.Context, args: list[str]) -> list[str]:

@@ -14,7 +14,9 @@ def demo(
     outdir: Annotated[Path, typer.Option("-o", "--output", help="Folder for the demo outputs.")] = Path(
         "medsr_demo"
     ),
-    method: Annotated[str, typer.Option("--method", help="selfsup, bspline, linear or nearest.")] = "selfsup",
+    method: Annotated[
+        str, typer.Option("--method", help="selfsup, bspline (also cubic), linear or nearest.")
+    ] = "selfsup",
     budget: Annotated[
         float | None, typer.Option("--budget", help="selfsup training budget, seconds.")
     ] = None,

@@ -77,32 +77,26 @@ def dicom_node(
     ended. Results stay in WORKDIR/outbox until every instance was stored by --forward; series that fail
     go to WORKDIR/failed with reason.txt. Stop with SIGTERM or Ctrl-C; the next start resumes.
     """
+    from medsr.cli.infer import infer_options
     from medsr.errors import MedsrError
-    from medsr.inference.predict import METHODS, refuse_profile
+    from medsr.inference.predict import METHODS
     from medsr.jobs.dicom_node import Destination, NodeConfig, run_node
     from medsr.jobs.dicom_node.forward import check_ae_title
-    from medsr.jobs.options import InferOptions
 
     check_ae_title(ae_title, "--ae-title")
     if not 0 < port < 65536:
         raise MedsrError(f"--port {port} must be between 1 and 65535 (DICOM's own port is 104, often 11112)")
     if idle_seconds < 0 or retry_max_seconds <= 0:
         raise MedsrError("--idle-seconds must be >= 0 and --retry-max-seconds > 0")
-    method = method or ("model" if model is not None else "selfsup")
-    if method not in METHODS:
-        raise MedsrError(f"--method {method!r} is not one of {', '.join(METHODS)}")
-    if method == "model" and model is None:
-        raise MedsrError("--method model needs --model CHECKPOINT (from medsr train)")
-    refuse_profile(method, profile)
-    learner: dict[str, object] = {}
-    if method == "selfsup" or model is not None:
-        learner = {"budget_s": budget, "steps": steps, "device": device, "seed": seed, "progress": False}
-    if profile is not None:
-        learner["profile"] = profile
-    opts = InferOptions(
-        factor=factor, spacing=spacing, method=method, thickness=thickness, model=model, dtype=dtype,
-        learner=learner,
+    opts = infer_options(
+        method=method, model=model, factor=factor, spacing=spacing, axis=None, thickness=thickness,
+        profile=profile, budget=budget, steps=steps, device=device, seed=seed, dtype=dtype,
+        overwrite=False, progress=False,
     )  # fmt: skip
+    if opts.method not in METHODS:
+        raise MedsrError(f"--method {opts.method!r} is not one of {', '.join(METHODS)}")
+    if opts.method == "model" and model is None:
+        raise MedsrError("--method model needs --model CHECKPOINT (from medsr train)")
     config = NodeConfig(
         workdir=workdir, port=port, ae_title=ae_title, host=host, idle_seconds=idle_seconds,
         forward=Destination.parse(forward) if forward else None, retry_max_seconds=retry_max_seconds,

@@ -32,7 +32,8 @@ def infer(
         str | None,
         typer.Option(
             "--method",
-            help="selfsup (learn from the scan), bspline, linear or nearest (default: selfsup, or the --model checkpoint).",
+            help="selfsup (learn from the scan), bspline (cubic B-spline; also --method cubic), linear or nearest "
+            "(default: selfsup, or the --model checkpoint).",
             show_default=False,
         ),
     ] = None,
@@ -152,11 +153,15 @@ def infer_options(
     preview: Path | None = None,
 ) -> InferOptions:
     """The infer job's options from command-line values (shared by ``medsr infer`` and ``medsr bids``)."""
+    from medsr.inference.interpolate import canonical_method
     from medsr.inference.predict import refuse_profile
     from medsr.jobs.options import InferOptions
+    from medsr.runtime.device import resolve_device
 
+    resolve_device(device)  # every method (bspline too): before any scan is read, once for a batch
     if method is None:
         method = "model" if model is not None else DEFAULT_METHOD
+    method = canonical_method(method)  # --method cubic is bspline, and recorded so
     learner: dict[str, object] = {}
     if method == "selfsup" or model is not None:
         learner = {"budget_s": budget, "steps": steps, "device": device, "seed": seed, "progress": progress}

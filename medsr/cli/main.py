@@ -25,9 +25,10 @@ from typer.core import TyperGroup
 from typer.exceptions import TyperException
 
 from medsr.cli import benchmark, bids, demo, dicom_node, evaluate, infer, info, manifest, simulate, train
+from medsr.cli.options import FlagsWithoutType, MedsrCommand
 
 
-class MedsrGroup(TyperGroup):
+class MedsrGroup(FlagsWithoutType, TyperGroup):
     """Command group that turns user errors into one line and exit code 2."""
 
     def invoke(self, ctx: typer.Context) -> Any:
@@ -157,15 +158,15 @@ def _root(
     ctx.meta["medsr.debug"] = debug
 
 
-app.command("info")(info.info)
-app.command("infer")(infer.infer)
-app.command("demo")(demo.demo)
-app.command("simulate")(simulate.simulate)
-app.command("evaluate")(evaluate.evaluate)
-app.command("benchmark")(benchmark.benchmark)
-app.command("train")(train.train)
+app.command("info", cls=MedsrCommand)(info.info)
+app.command("infer", cls=MedsrCommand)(infer.infer)
+app.command("demo", cls=MedsrCommand)(demo.demo)
+app.command("simulate", cls=MedsrCommand)(simulate.simulate)
+app.command("evaluate", cls=MedsrCommand)(evaluate.evaluate)
+app.command("benchmark", cls=MedsrCommand)(benchmark.benchmark)
+app.command("train", cls=MedsrCommand)(train.train)
 app.command("bids", cls=bids.ManyValuesCommand)(bids.bids)
-app.command("dicom-node")(dicom_node.dicom_node)
+app.command("dicom-node", cls=MedsrCommand)(dicom_node.dicom_node)
 app.add_typer(manifest.app, name="manifest")
 
 

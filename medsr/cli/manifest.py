@@ -7,14 +7,17 @@ from typing import Annotated
 
 import typer
 
+from medsr.cli.options import MedsrCommand, MedsrSubGroup
+
 app = typer.Typer(
+    cls=MedsrSubGroup,
     name="manifest",
     help="Build and check data manifests (CSV/JSONL lists of volumes) for medsr train.",
     no_args_is_help=True,
 )
 
 
-@app.command("build")
+@app.command("build", cls=MedsrCommand)
 def build(
     folder: Annotated[
         Path,
@@ -64,7 +67,7 @@ def build(
         typer.echo(f"  skipped {path}: {reason}", err=True)
 
 
-@app.command("check")
+@app.command("check", cls=MedsrCommand)
 def check(
     manifest: Annotated[
         Path, typer.Argument(exists=True, dir_okay=False, help="Manifest (.csv/.tsv/.jsonl).")

@@ -1,11 +1,37 @@
-"""Typer parameter types shared by several commands."""
+"""Typer parameter types and command classes shared by several commands."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
+from typer.core import TyperCommand, TyperGroup
+
+
+class FlagsWithoutType:
+    """Help lists a flag (``--overwrite``, ``--progress/--no-progress``, ``--help``) without a type.
+
+    typer's rich help asks every option for its type and prints ``<bool>`` after flags, which take no
+    value (its plain help skips them); an empty metavar is typer's way to show no type. Every medsr
+    command and group uses this (tests/test_cli_help.py walks them all).
+    """
+
+    def get_params(self, ctx: Any) -> list[Any]:
+        params = super().get_params(ctx)  # type: ignore[misc]
+        for param in params:
+            if getattr(param, "is_flag", False) and param.metavar is None:
+                param.metavar = ""
+        return params
+
+
+class MedsrCommand(FlagsWithoutType, TyperCommand):
+    """A medsr command (``app.command(..., cls=MedsrCommand)``)."""
+
+
+class MedsrSubGroup(FlagsWithoutType, TyperGroup):
+    """A group of medsr sub-commands (``typer.Typer(cls=MedsrSubGroup)``)."""
+
 
 Scan = Annotated[
     Path,

@@ -7,7 +7,6 @@ it is very large), so the memory used beyond the input and output arrays stays b
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Iterator
 
 import torch
@@ -15,15 +14,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from medsr.models.slice_sr2d import SliceSR2d
+from medsr.runtime.device import precision_for
 
 #: Plane sets: "a" planes hold the slice axis and the second in-plane axis, "b" planes the first.
 PLANE_SETS = {"both": ("a", "b"), "a": ("a",), "b": ("b",)}
-
-
-def _autocast(device: torch.device, amp: bool) -> contextlib.AbstractContextManager:
-    if amp and device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
 
 
 def run_network(
@@ -46,6 +40,7 @@ def run_network(
     # Tiles and halos start on multiples of ``fold``: each tile folds columns as the whole plane would.
     halo = -(-net.halo // fold) * fold if tile < width else 0
     out = torch.empty(x.shape[0], 1, n_out, width, dtype=torch.float32)
+    precision = precision_for(device, amp=amp, training=False)  # float32 on CPUs
     variants = ((), (2,), (3,), (2, 3)) if flips else ((),)
     for w0 in range(0, width, tile):
         lo, hi = max(0, w0 - halo), min(width, w0 + tile + halo)
@@ -54,7 +49,7 @@ def run_network(
             xt = xt.contiguous(memory_format=torch.channels_last)
         acc = None
         for dims in variants:
-            with _autocast(device, amp):
+            with precision.autocast():
                 y = net(xt.flip(dims) if dims else xt)
             y = (y.flip(dims) if dims else y).float()
             acc = y if acc is None else acc + y

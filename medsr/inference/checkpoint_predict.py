@@ -24,6 +24,7 @@ from medsr import geometry
 from medsr.errors import MedsrError, MedsrWarning
 from medsr.io.volume import affine_of, spatial_shape, with_grid
 from medsr.runtime.checkpoint import load_trained
+from medsr.runtime.device import resolve_device
 from medsr.runtime.normalise import denormalise, intensity_map, normalise
 from medsr.runtime.sliding import predict_slices
 
@@ -31,19 +32,6 @@ from medsr.runtime.sliding import predict_slices
 FACTOR_TOLERANCE = 0.05
 #: Learner options ``medsr infer`` passes that only self-supervision uses.
 _SELFSUP_ONLY = ("budget_s", "steps", "save_model")
-
-
-def resolve_device(device: str | torch.device | None) -> torch.device:
-    """``auto``/None -> CUDA when available, else CPU."""
-    if device in (None, "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except RuntimeError:
-        raise MedsrError(f"--device {device!r} is not a device; use auto, cpu or cuda") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise MedsrError("--device cuda was asked for but no CUDA device is available; use --device cpu")
-    return dev
 
 
 def check_factor(meta: dict[str, Any], factor: float, source: Path) -> None:

@@ -16,6 +16,14 @@ from medsr.errors import MedsrError
 from medsr.io.volume import affine_of, spatial_shape, with_grid
 
 INTERPOLATORS = ("nearest", "linear", "bspline")
+#: Other names accepted for a method, and the canonical name recorded in sidecars and reports: the docs
+#: (and most papers) call the cubic B-spline baseline "cubic".
+METHOD_ALIASES = {"cubic": "bspline"}
+
+
+def canonical_method(name: str) -> str:
+    """The canonical name of a method (``cubic`` -> ``bspline``); any other name unchanged."""
+    return METHOD_ALIASES.get(name, name)
 
 
 def interpolate_array(data: np.ndarray, axis: int, n_out: int, method: str = "bspline") -> np.ndarray:
@@ -23,6 +31,7 @@ def interpolate_array(data: np.ndarray, axis: int, n_out: int, method: str = "bs
     import SimpleITK as sitk
 
     table = {"nearest": sitk.sitkNearestNeighbor, "linear": sitk.sitkLinear, "bspline": sitk.sitkBSpline}
+    method = canonical_method(method)
     if method not in table:
         raise MedsrError(f"interpolation method {method!r} is not one of {', '.join(INTERPOLATORS)}")
     n_in = data.shape[axis]

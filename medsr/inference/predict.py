@@ -12,10 +12,11 @@ from monai.data import MetaTensor
 
 from medsr import geometry
 from medsr.errors import MedsrError, MedsrWarning
-from medsr.inference.interpolate import INTERPOLATORS, interpolate_upscale
+from medsr.inference.interpolate import INTERPOLATORS, METHOD_ALIASES, canonical_method, interpolate_upscale
 from medsr.inference.thickness_check import SPACING_SOURCE
 from medsr.io.volume import SLICE_KEYS, affine_of, count_nonfinite, slice_fact, spatial_shape, with_grid
 from medsr.profiles import DEFAULT_PROFILE, MIXED_PROFILE
+from medsr.runtime.device import resolve_device
 
 METHODS = ("selfsup", "model", *INTERPOLATORS)
 
@@ -76,7 +77,8 @@ def upscale(
         factor / spacing: upscaling factor, or target spacing in mm (default: the finest in-plane spacing).
         axis: array axis (0-2) or world letter; default the thickest axis.
         method: ``selfsup`` (learn from the scan itself), ``model`` (a checkpoint from ``medsr train``),
-            or an interpolator (``bspline``, ``linear``, ``nearest``).
+            or an interpolator (``bspline``, ``linear``, ``nearest``; ``cubic`` is ``bspline``, recorded
+            as ``bspline`` in ``meta["medsr"]``).
         thickness: slice profile FWHM in mm (default: the volume's ``slice_thickness`` from DICOM
             SliceThickness or a sidecar JSON, else the slice spacing, which ``selfsup`` checks against
             the slices themselves; see :func:`slice_thickness`).
@@ -88,14 +90,21 @@ def upscale(
         MetaTensor on the upscaled grid (same physical extent, see docs/geometry.md); ``meta["medsr"]``
         holds facts for the sidecar (method, factor, timings...).
     """
+    if options.get("device") is not None:  # every method, before the volume is read or anything trains
+        resolve_device(options["device"])
     if not isinstance(volume, MetaTensor):
         from medsr.io.readers import load_volume
 
         volume = load_volume(volume)
+    method = canonical_method(method)
     if model is not None:
         method = _checkpoint_method(Path(model), method)
     if method not in METHODS:
-        raise MedsrError(f"method {method!r} is not one of {', '.join(METHODS)}")
+        raise MedsrError(
+            f"method {method!r} is not one of {', '.join((*METHODS, *METHOD_ALIASES))} ("
+            + ", ".join(f"{a} = {c}" for a, c in METHOD_ALIASES.items())
+            + ")"
+        )
     ax, factor = resolve_factor(volume, axis, factor, spacing)
     thickness, thickness_source = slice_thickness(volume, ax, thickness)
     facts: dict[str, Any] = {

@@ -42,6 +42,7 @@ from medsr.inference.training_views import training_stacks
 from medsr.io.volume import affine_of, spatial_shape, with_grid
 from medsr.models import MODELS
 from medsr.profiles import DEFAULT_PROFILE, MIXED_PROFILE, SELFSUP_PROFILES
+from medsr.runtime.device import cpu_has_native_bf16, precision_for, resolve_device
 from medsr.runtime.normalise import robust_range
 
 ARCHITECTURE = "slice_sr2d"
@@ -73,7 +74,7 @@ class SelfSupConfig:
     tta_flips: bool = True  # average four flipped passes at inference (4x inference time)
     schedule: str = "cosine"  # learning rate over training: "cosine" decay or "constant"
     ema: float = 0.0  # average the weights (decay per step) and use the average; 0 = last weights
-    amp: bool = True  # bfloat16 autocast on CUDA, and on CPUs with native bfloat16 (AVX512-BF16 / AMX)
+    amp: bool = True  # mixed precision (medsr.runtime.device.amp_policy; CPUs: bfloat16 training if native)
     percentiles: tuple[float, float] = (0.5, 99.5)
     batch_bytes: int = 256 * 2**20  # activation memory per inference batch
 
@@ -90,20 +91,6 @@ class SelfSupConfig:
         }
 
 
-def resolve_device(device: str) -> torch.device:
-    """``auto`` -> CUDA when available, else CPU; raises MedsrError for unusable names."""
-    name = (device or "auto").strip().lower()
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    try:
-        dev = torch.device(name)
-    except RuntimeError as exc:
-        raise MedsrError(f"device {device!r} is not a torch device; use auto, cpu or cuda") from exc
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise MedsrError(f"device {device!r} asked for CUDA but torch sees no GPU; use --device cpu")
-    return dev
-
-
 def intensity_range(data: torch.Tensor, percentiles: tuple[float, float]) -> tuple[float, float]:
     """Low and high intensity percentiles (runtime.normalise.robust_range), widened until high > low:
     to the minimum and maximum for a (nearly) flat volume, then to one unit for a constant one."""
@@ -111,18 +98,6 @@ def intensity_range(data: torch.Tensor, percentiles: tuple[float, float]) -> tup
     if hi <= lo:
         lo, hi = robust_range(data, (0.0, 100.0))
     return lo, hi if hi > lo else lo + 1.0
-
-
-def use_bf16(device: torch.device, amp: bool) -> bool:
-    """Whether to autocast to bfloat16: on CUDA, and on CPUs that compute bfloat16 natively."""
-    if not amp:
-        return False
-    if device.type == "cuda":
-        return True
-    try:
-        return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
-    except AttributeError:  # older torch: stay in float32
-        return False
 
 
 def train_network(
@@ -145,7 +120,8 @@ def train_network(
     params = list(net.parameters())
     average = copy.deepcopy(net) if config.ema > 0 else None
     avg_params = list(average.parameters()) if average is not None else []
-    bf16 = use_bf16(device, config.amp)
+    precision = precision_for(device, amp=config.amp, training=True, cpu_bf16=cpu_has_native_bf16())
+    scaler = precision.grad_scaler()
     start, done = time.perf_counter(), 0
     channels_last = device.type == "cpu"
     while True:
@@ -161,12 +137,17 @@ def train_network(
         lr_patch, hr_patch = lr_patch.to(device), hr_patch.to(device)
         if channels_last:
             lr_patch = lr_patch.contiguous(memory_format=torch.channels_last)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+        with precision.autocast():
             pred = net(lr_patch)
         loss = torch.nn.functional.l1_loss(pred.float(), hr_patch)
         opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        if scaler is None:
+            loss.backward()
+            opt.step()
+        else:  # float16 on a GPU without bfloat16
+            scaler.scale(loss).backward()
+            scaler.step(opt)
+            scaler.update()
         done += 1
         if average is not None:  # warm-started decay so early averages are not dominated by the init
             with torch.no_grad():

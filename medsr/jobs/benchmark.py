@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from medsr.errors import MedsrError
-from medsr.inference.interpolate import INTERPOLATORS
+from medsr.inference.interpolate import INTERPOLATORS, canonical_method
 from medsr.transforms.functional import DEFAULT_PROFILE, PROFILES
 
 MEMORY_MEASURE = (
@@ -58,11 +58,11 @@ def parse_methods(text: str) -> list[MethodSpec]:
             if not ckpt.is_file():
                 raise MedsrError(f"--methods {part}: checkpoint {ckpt} not found; give model:PATH to a file")
             specs.append(MethodSpec(f"model:{ckpt.name}", "model", ckpt))
-        elif part in (*INTERPOLATORS, "selfsup"):
-            specs.append(MethodSpec(part, part))
+        elif canonical_method(part) in (*INTERPOLATORS, "selfsup"):
+            specs.append(MethodSpec(canonical_method(part), canonical_method(part)))
         else:
             raise MedsrError(
-                f"--methods: {part!r} is not one of nearest, linear, bspline, selfsup or model:CKPT"
+                f"--methods: {part!r} is not one of nearest, linear, bspline (or cubic), selfsup or model:CKPT"
             )
     names = [s.name for s in specs]
     if not specs or len(set(names)) != len(names):
@@ -182,8 +182,11 @@ def run_benchmark(
     from medsr.io.readers import load_volume
     from medsr.io.volume import affine_of
     from medsr.io.writers import save_volume
+    from medsr.runtime.device import resolve_device
     from medsr.transforms.array import default_axis, simulate_thick_slices
 
+    if opts.learner.get("device") is not None:  # before anything is written or read
+        resolve_device(opts.learner["device"])
     _prepare_outdir(outdir, opts.overwrite)
     hr = load_volume(hr_path)
     hr_affine = affine_of(hr)

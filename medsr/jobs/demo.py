@@ -25,11 +25,13 @@ def run_demo(outdir: Path, *, method: str, overwrite: bool = False, **learner: A
     Returns the paths written: ``hr``, ``lr``, ``sr`` (NIfTI) and ``panel`` (PNG) in ``outdir``.
     """
     from medsr.evaluation.figures import save_panel
+    from medsr.inference.interpolate import canonical_method
     from medsr.inference.predict import upscale
     from medsr.io.readers import load_volume
     from medsr.io.writers import save_volume
     from medsr.transforms.array import simulate_thick_slices
 
+    method = canonical_method(method)
     outdir.mkdir(parents=True, exist_ok=True)
     paths = {
         "lr": outdir / "demo_lr_4mm.nii.gz",

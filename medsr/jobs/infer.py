@@ -27,6 +27,7 @@ def infer_one(scan: Path, output: Path | None, opts: InferOptions) -> Path:
     from medsr.io.readers import load_volume
     from medsr.io.writers import DTYPES, output_format, resolve_dtype, save_volume
 
+    check_device(opts)
     output = output if output is not None else default_output(scan)
     if opts.dtype not in (None, *DTYPES):  # checked before any work: training can take minutes
         raise MedsrError(f"--dtype {opts.dtype!r} is not one of {', '.join(DTYPES)}")
@@ -70,6 +71,14 @@ def infer_one(scan: Path, output: Path | None, opts: InferOptions) -> Path:
         discard(output)
         raise
     return output
+
+
+def check_device(opts: InferOptions) -> None:
+    """Refuse an unusable ``device`` learner option (e.g. cuda without a GPU) before any scan is read."""
+    from medsr.runtime.device import resolve_device
+
+    if opts.learner.get("device") is not None:
+        resolve_device(opts.learner["device"])
 
 
 def collect_inputs(source: Path) -> list[Path]:
@@ -150,6 +159,7 @@ def infer_batch(
     """
     from rich.progress import Progress
 
+    check_device(opts)  # once for the batch, not once per scan
     if not outdir.exists():
         outdir.mkdir(parents=True)
     summary = BatchSummary()

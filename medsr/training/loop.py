@@ -6,7 +6,7 @@ A run folder holds ``config.yaml`` (the resolved config), ``metrics.csv``, ``las
 
 Per step: AdamW on a batch of paired patches (each forwarded on its own: their shapes differ with the
 drawn slice spacing; gradients are accumulated, and DDP synchronises only on the last), L1 (+ SSIM)
-loss, AMP (float16 + GradScaler) on CUDA, gradient-norm clipping, and the learning rate of
+loss, mixed precision on CUDA (bfloat16, or float16 + GradScaler: :func:`medsr.runtime.device.amp_policy`), gradient-norm clipping, and the learning rate of
 :func:`medsr.training.losses.lr_at`. Validation every ``val_every`` steps and at the end.
 """
 
@@ -24,6 +24,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 
 from medsr.errors import MedsrError
 from medsr.runtime.checkpoint import read_checkpoint, save_checkpoint
+from medsr.runtime.device import Precision, precision_for, resolve_device
 from medsr.training import distributed as D
 from medsr.training.config import Config, config_to_dict, dump_config
 from medsr.training.losses import SRLoss, lr_at
@@ -53,8 +54,6 @@ def train(
     progress: bool = True,
 ) -> dict[str, Any]:
     """Train ``config`` into ``run_dir``; returns the run summary (also written to summary.json)."""
-    from medsr.inference.checkpoint_predict import resolve_device
-
     device = resolve_device(config.train.device)
     dist = D.setup(device)
     if device.type == "cuda" and dist.enabled:
@@ -94,8 +93,8 @@ def _train(
         betas=config.train.betas,
         weight_decay=config.train.weight_decay,
     )
-    use_amp = bool(config.train.amp and device.type == "cuda")
-    scaler = torch.amp.GradScaler("cuda") if use_amp else None
+    precision = precision_for(device, amp=config.train.amp, training=True)  # float32 on CPUs
+    scaler = precision.grad_scaler()
     if resume:
         tensors, _ = read_checkpoint(run_dir / "last.safetensors")
         model.load_state_dict(tensors)
@@ -131,7 +130,7 @@ def _train(
             sampler.set_epoch(epoch)
             data.train.set_epoch(epoch)
             for batch in loader:
-                loss = _step(net, batch, criterion, opt, scaler, config, step, device, dist)
+                loss = _step(net, batch, criterion, opt, scaler, config, step, device, dist, precision)
                 step += 1
                 window_steps, window_loss = window_steps + 1, window_loss + loss
                 if bar is not None:
@@ -191,6 +190,7 @@ def _step(
     step: int,
     device: torch.device,
     dist: D.DistInfo,
+    precision: Precision,
 ) -> float:
     """One optimisation step over ``batch``; returns the mean loss of this rank's samples."""
     net.train()
@@ -202,7 +202,7 @@ def _step(
         last = i == len(batch) - 1
         sync = contextlib.nullcontext() if last or not dist.enabled else net.no_sync()  # type: ignore[operator]
         with sync:
-            with torch.autocast(device.type, dtype=torch.float16, enabled=scaler is not None):
+            with precision.autocast():
                 pred = net(sample["lr"][None].to(device), sample["positions"].to(device))
                 loss = criterion(pred, sample["hr"][None].to(device)) / len(batch)
             (scaler.scale(loss) if scaler is not None else loss).backward()
