@@ -14,6 +14,9 @@ from medsr.io.naming import check_sidecar, default_output, sha256_of, sidecar_pa
 from medsr.jobs.options import InferOptions
 from medsr.jobs.rerun import SETTINGS_KEY, is_finished, requested_settings
 
+#: --method when neither --method nor --model is given.
+DEFAULT_METHOD = "selfsup"
+
 
 def infer_one(scan: Path, output: Path | None, opts: InferOptions) -> Path:
     """Upscale one scan and write it with a JSON sidecar; returns the output path.
@@ -214,3 +217,60 @@ def reason_of(err: Exception) -> str:
     if isinstance(err, (MedsrError, OSError)):
         return text
     return f"internal error {type(err).__name__}: {text} (please report it)"
+
+
+def infer_options(
+    *,
+    method: str | None,
+    model: Path | None,
+    factor: float | None,
+    spacing: float | None,
+    axis: str | None,
+    thickness: float | None,
+    profile: str | None,
+    budget: float | None,
+    steps: int | None,
+    device: str,
+    seed: int,
+    dtype: str,
+    overwrite: bool,
+    progress: bool,
+    save_model: Path | None = None,
+    series: str | None = None,
+    volume_index: int | None = None,
+    preview: Path | None = None,
+) -> InferOptions:
+    """The infer job's options from command-line values (``medsr infer``, ``medsr bids``, ``medsr dicom-node``).
+
+    Checks what can be checked before any scan is read (the device, the profile for the method).
+    """
+    from medsr.inference.interpolate import canonical_method
+    from medsr.inference.predict import refuse_profile
+    from medsr.runtime.device import resolve_device
+
+    resolve_device(device)  # every method (bspline too): before any scan is read, once for a batch
+    if method is None:
+        method = "model" if model is not None else DEFAULT_METHOD
+    method = canonical_method(method)  # --method cubic is bspline, and recorded so
+    learner: dict[str, object] = {}
+    if method == "selfsup" or model is not None:
+        learner = {"budget_s": budget, "steps": steps, "device": device, "seed": seed, "progress": progress}
+        if save_model is not None:
+            learner["save_model"] = save_model
+    if profile is not None:
+        refuse_profile(method, profile)  # before any scan is read: a batch would fail every one
+        learner["profile"] = profile
+    return InferOptions(
+        factor=factor,
+        spacing=spacing,
+        axis=axis,
+        method=method,
+        thickness=thickness,
+        model=model,
+        dtype=dtype,
+        overwrite=overwrite,
+        series=series,
+        volume_index=volume_index,
+        preview=preview,
+        learner=learner,
+    )
