@@ -94,4 +94,4 @@ def test_is_finished_reasons(scans: Path, tmp_path: Path) -> None:
     sidecar.write_text(json.dumps(doc))
     assert is_finished(output, scan, opts) == "no settings recorded"
     sidecar.unlink()
-    assert is_finished(output, scan, opts) == "no sidecar (an interrupted run)"
+    assert is_finished(output, scan, opts) == "no sidecar, an interrupted run"

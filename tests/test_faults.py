@@ -467,7 +467,8 @@ def test_batch_redoes_an_output_without_sidecar(tmp_path: Path) -> None:
     (out / "s1_medsr.nii.gz").write_bytes(b"half")
     again = runner.invoke(app, args)
     assert again.exit_code == 0, again.output
-    assert "1 written, 1 skipped" in again.stdout
+    assert "1 written (1 redone), 1 skipped" in again.stdout
+    assert "redone: s1.nii.gz (no sidecar, an interrupted run)" in again.stdout
     assert nib.load(str(out / "s1_medsr.nii.gz")).shape == (24, 20, 16)
 
 

@@ -137,7 +137,7 @@ def _bids_unfinished(output: Path, image: BidsImage, opts: InferOptions, meta: d
     why = is_finished(output, image.path, opts)
     recorded = read_sidecar(sidecar_path(output))
     if why is None and "Sources" not in recorded:
-        return "no BIDS sidecar fields (an interrupted run)"
+        return "no BIDS sidecar fields, an interrupted run"
     if why is None and recorded.get("SourceSliceThickness") != meta.get("SliceThickness"):
         return f"SliceThickness {recorded.get('SourceSliceThickness')} -> {meta.get('SliceThickness')} in the JSON sidecars"
     return why

@@ -64,7 +64,7 @@ def is_finished(output: Path, scan: Path, opts: InferOptions) -> str | None:
         return NOT_WRITTEN
     doc = read_sidecar(sidecar_path(output))
     if "medsr_version" not in doc:
-        return "no sidecar (an interrupted run)"
+        return "no sidecar, an interrupted run"
     recorded = doc.get(SETTINGS_KEY)
     if not isinstance(recorded, dict):
         return "no settings recorded"
