@@ -18,10 +18,8 @@ from pathlib import Path
 import numpy as np
 import pydicom
 import pytest
-
-pynetdicom = pytest.importorskip("pynetdicom")
-from pynetdicom import AE, AllStoragePresentationContexts, evt  # noqa: E402
-from pynetdicom.sop_class import CTImageStorage, RTStructureSetStorage, Verification  # noqa: E402
+from pynetdicom import AE, AllStoragePresentationContexts, evt
+from pynetdicom.sop_class import CTImageStorage, RTStructureSetStorage, Verification
 
 pytestmark = pytest.mark.slow
 
@@ -132,6 +130,18 @@ def rtstruct() -> pydicom.Dataset:
     ds.file_meta = pydicom.dataset.FileMetaDataset()
     ds.file_meta.TransferSyntaxUID = pydicom.uid.ImplicitVRLittleEndian
     return ds
+
+
+def copy_as_new_series(source: Path, target: Path) -> Path:
+    """``source``'s instances as another series of the same study (new Series and SOP Instance UIDs)."""
+    target.mkdir(parents=True)
+    series = pydicom.uid.generate_uid()
+    for path in sorted(source.iterdir()):
+        ds = pydicom.dcmread(path)
+        ds.SeriesInstanceUID = series
+        ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = pydicom.uid.generate_uid()
+        ds.save_as(target / f"{path.name}.dcm")
+    return target
 
 
 def dcm_files(folder: Path) -> list[Path]:
@@ -248,6 +258,10 @@ def test_killed_during_processing_then_restarted_still_delivers(tmp_path):
     try:
         assert send(port, CT5N) == [0x0000] * 5
         wait_for(lambda: any((workdir / "work").iterdir()), 30, "the series to be claimed", node.log)
+        # while the worker is busy the node still takes associations: an echo and a second series
+        assert node.echo()
+        assert send(port, copy_as_new_series(CT5N, tmp_path / "second")) == [0x0000] * 5
+        wait_for(lambda: len(dcm_files(workdir / "incoming")) == 5, 10, "the second series spooled", node.log)
         assert node.stop(signal.SIGKILL) == -signal.SIGKILL
         (job,) = (workdir / "work").iterdir()
         assert len(dcm_files(job / "input")) == 5  # killed mid-series: the input is kept
@@ -256,11 +270,11 @@ def test_killed_during_processing_then_restarted_still_delivers(tmp_path):
         (job / ".output.part-99999" / "IM_0001.dcm").write_bytes(b"half written")
 
         node = Node(workdir, port, *forward, *INFER)
-        wait_for(lambda: len(receiver.received()) >= 10, 60, "10 derived instances after restart", node.log)
+        wait_for(lambda: len(receiver.received()) >= 20, 90, "20 derived instances after restart", node.log)
         wait_for(lambda: not any((workdir / "outbox").iterdir()), 10, "an empty outbox", node.log)
         got = receiver.received()
-        assert len(got) == 10 and len({ds.SOPInstanceUID for ds in got}) == 10
-        assert len({ds.SeriesInstanceUID for ds in got}) == 1
+        assert len(got) == 20 and len({ds.SOPInstanceUID for ds in got}) == 20
+        assert len({ds.SeriesInstanceUID for ds in got}) == 2  # the killed series and the queued one
         assert not any((workdir / "work").iterdir())
         assert "resuming: 1 series to redo" in node.log.read_text()
     finally:
