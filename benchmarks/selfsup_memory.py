@@ -46,7 +46,7 @@ if len(sys.argv) > 2:
     medsr.cli.main.main()
 else:  # what the command imports before it reads a scan
     import monai, nibabel, torch
-    import medsr.cli.main, medsr.inference.selfsup, medsr.io.readers, medsr.io.writers
+    import medsr.cli.main, medsr.inference.selfsup.pipeline, medsr.io.readers, medsr.io.writers
 """
 
 

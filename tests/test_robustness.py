@@ -30,8 +30,8 @@ import medsr
 from medsr import geometry
 from medsr.cli.main import app
 from medsr.errors import MedsrError, MedsrWarning
-from medsr.inference import selfsup as _selfsup  # noqa: F401  (a broken import fails, never skips)
 from medsr.inference.interpolate import interpolate_upscale
+from medsr.inference.selfsup import pipeline as _selfsup  # noqa: F401  (a broken import fails, never skips)
 from medsr.io.naming import default_output, safe_name
 from medsr.io.readers import load_volume
 from medsr.io.volume import affine_of, make_volume

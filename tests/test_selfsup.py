@@ -12,11 +12,14 @@ from nibabel.affines import apply_affine
 import medsr
 from medsr import geometry
 from medsr.errors import MedsrError
-from medsr.inference.apply import batch_plan, upscale_volume
 from medsr.inference.interpolate import interpolate_upscale
-from medsr.inference.patches import PatchSampler, estimate_noise, input_noise, make_stacks
 from medsr.inference.predict import upscale
-from medsr.inference.selfsup import config_with, selfsup_upscale
+from medsr.inference.selfsup.apply import batch_plan, upscale_volume
+from medsr.inference.selfsup.config import config_with
+from medsr.inference.selfsup.noise import estimate_noise, input_noise
+from medsr.inference.selfsup.pairs import make_stacks
+from medsr.inference.selfsup.pipeline import selfsup_upscale
+from medsr.inference.selfsup.sampler import PatchSampler
 from medsr.io.volume import affine_of, make_volume
 from medsr.models import MODELS, SliceSR2d
 from medsr.runtime.checkpoint import read_meta

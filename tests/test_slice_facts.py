@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from medsr.cli.main import app
 from medsr.inference.predict import upscale
-from medsr.inference.selfsup import config_with
+from medsr.inference.selfsup.config import config_with
 from medsr.io.readers import load_volume
 from medsr.io.slice_facts import read_slice_facts
 from medsr.jobs.simulate_file import simulate_file

@@ -9,8 +9,9 @@ from scipy import ndimage
 
 from medsr import geometry
 from medsr.inference.predict import upscale
-from medsr.inference.selfsup import config_with, intensity_range
-from medsr.inference.thickness_check import estimate_thickness, looks_thin
+from medsr.inference.selfsup.config import config_with
+from medsr.inference.selfsup.pipeline import intensity_range
+from medsr.inference.selfsup.thickness import estimate_thickness, looks_thin
 from medsr.io.readers import load_volume
 from medsr.io.volume import affine_of, make_volume
 from medsr.transforms.array import simulate_thick_slices

@@ -13,7 +13,7 @@ from monai.data import MetaTensor
 from medsr import geometry
 from medsr.errors import MedsrError, MedsrWarning
 from medsr.inference.interpolate import INTERPOLATORS, METHOD_ALIASES, canonical_method, interpolate_upscale
-from medsr.inference.thickness_check import SPACING_SOURCE
+from medsr.inference.selfsup.thickness import SPACING_SOURCE
 from medsr.io.volume import SLICE_KEYS, affine_of, count_nonfinite, slice_fact, spatial_shape, with_grid
 from medsr.profiles import DEFAULT_PROFILE, MIXED_PROFILE
 from medsr.runtime.device import resolve_device
@@ -127,7 +127,7 @@ def upscale(
     if method in INTERPOLATORS:
         out = interpolate_upscale(volume, ax, factor, method)
     elif method == "selfsup":
-        from medsr.inference.selfsup import selfsup_upscale
+        from medsr.inference.selfsup.pipeline import selfsup_upscale
 
         if model is not None:
             options["model"] = Path(model)

@@ -22,7 +22,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from medsr.inference.patches import input_noise, make_stacks
+from medsr.inference.selfsup.noise import input_noise
+from medsr.inference.selfsup.pairs import make_stacks
 
 #: ``thickness_source`` (sidecar facts) when the thickness assumed is the slice spacing.
 SPACING_SOURCE = "slice spacing"
