@@ -241,3 +241,10 @@ def test_no_test_module_imports_another_test_module() -> None:
             ):
                 found.append(f"{path.relative_to(ROOT)}:{node.lineno}")
     assert found == [], found
+
+
+def test_docs_architecture_shows_every_layer_of_the_checker() -> None:
+    """docs/architecture.md's layer table names each package of LAYERS in the row of its layer."""
+    rows = [line for line in (ROOT / "docs" / "architecture.md").read_text(encoding="utf-8").splitlines()]
+    for prefix, layer in arch.LAYERS.items():
+        assert any(row.startswith(f"| {layer} |") and f"`{prefix}`" in row for row in rows), (prefix, layer)
