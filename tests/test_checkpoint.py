@@ -183,3 +183,28 @@ def test_checkpoint_tiled_inference_equals_one_pass(name: str) -> None:
             whole = model(lr[None, None], positions)[0, 0]
         assert tiled.shape == (40, 37, n)
         torch.testing.assert_close(tiled, whole, atol=1e-5, rtol=1e-5)
+
+
+def test_upscale_options_are_typed_once_at_the_public_door(tmp_path: Path) -> None:
+    """upscale(**options) becomes SelfSupOptions/ModelOptions: a misspelt option is one MedsrError line
+    naming it (for selfsup it was a TypeError from deep inside), a trained model ignores training options
+    with a warning, and learner= with keywords is refused."""
+    import medsr
+    from medsr.errors import MedsrWarning
+    from medsr.inference.options import ModelOptions, SelfSupOptions
+
+    args = {"features": 2, "depth": 2}
+    path = save_checkpoint(
+        tmp_path / "t.safetensors", MODELS["deepresolve3d"](**args), _meta("deepresolve3d", args)
+    )
+    volume = make_volume(np.random.rand(12, 12, 6).astype(np.float32), np.diag([1.0, 1.0, 3.0, 1.0]))
+    with pytest.raises(MedsrError, match="selfsup does not take option.s. stepz; it takes budget_s, steps"):
+        medsr.upscale(volume, factor=3, method="selfsup", stepz=2)
+    with pytest.raises(MedsrError, match="a trained model does not take option.s. roi"):
+        medsr.upscale(volume, factor=3, model=path, roi=(8, 8))
+    with pytest.warns(MedsrWarning, match="budget_s, steps apply to self-supervision; ignored"):
+        warned = medsr.upscale(volume, factor=3, model=path, budget_s=5, steps=3, seed=1)
+    typed = medsr.upscale(volume, factor=3, model=path, learner=ModelOptions(roi_size=(12, 12)))
+    np.testing.assert_array_equal(warned.numpy(), typed.numpy())
+    with pytest.raises(MedsrError, match="learner= or keyword options, not both"):
+        medsr.upscale(volume, factor=3, learner=SelfSupOptions(steps=2), steps=2)

@@ -133,11 +133,12 @@ def test_batch_refuses_cuda_once_before_any_scan(tmp_path: Path) -> None:
 
 @no_gpu
 def test_batch_api_refuses_cuda_once(tmp_path: Path) -> None:
+    from medsr.inference.options import SelfSupOptions
     from medsr.jobs.infer import infer_batch
     from medsr.jobs.options import InferOptions
 
     scans = [_scan(tmp_path / f"s{i}.nii.gz") for i in range(2)]
-    opts = InferOptions(method="selfsup", learner={"device": "cuda", "steps": 2})
+    opts = InferOptions(method="selfsup", selfsup=SelfSupOptions(device="cuda", steps=2))
     with pytest.raises(MedsrError, match="asks for CUDA"):
         infer_batch(scans, tmp_path / "out", opts, progress=False)
     assert not (tmp_path / "out").exists()

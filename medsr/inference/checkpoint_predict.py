@@ -30,8 +30,6 @@ from medsr.runtime.sliding import predict_slices
 
 #: Factors this much (relative) outside a checkpoint's trained range are still accepted.
 FACTOR_TOLERANCE = 0.05
-#: Learner options ``medsr infer`` passes that only self-supervision uses.
-_SELFSUP_ONLY = ("budget_s", "steps", "save_model")
 
 
 def check_factor(meta: dict[str, Any], factor: float, source: Path) -> None:
@@ -57,26 +55,14 @@ def model_upscale(
     roi_size: Sequence[int] | None = None,
     overlap: float | None = None,
     sw_batch_size: int | None = None,
-    seed: int | None = None,
-    **selfsup_options: Any,
 ) -> tuple[MetaTensor, dict[str, Any]]:
     """Upscale ``volume`` (C, X, Y, Z) by ``factor`` along ``axis`` with a trained checkpoint.
 
-    Window settings default to the checkpoint's ``inference`` config. ``seed`` is accepted and unused
-    (inference is deterministic); ``budget_s``/``steps``/``save_model`` concern self-supervision only.
+    Window settings default to the checkpoint's ``inference`` config (the fields of
+    :class:`medsr.inference.options.ModelOptions`).
 
     Returns the MetaTensor on :func:`medsr.geometry.upscaled_grid` (input units) and facts for the sidecar.
     """
-    unknown = [k for k in selfsup_options if k not in _SELFSUP_ONLY]
-    if unknown:
-        raise MedsrError(f"model_upscale does not take option(s) {', '.join(unknown)}")
-    given = [k for k in _SELFSUP_ONLY if selfsup_options.get(k) is not None]
-    if given:
-        warnings.warn(
-            f"{', '.join(given)} apply to self-supervision; ignored with a trained --model",
-            MedsrWarning,
-            stacklevel=2,
-        )
     start = time.perf_counter()
     path = Path(model)
     net, meta = load_trained(path)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ from monai.data import MetaTensor
 from medsr import geometry
 from medsr.errors import MedsrError, MedsrWarning
 from medsr.inference.interpolate import INTERPOLATORS, METHOD_ALIASES, canonical_method, interpolate_upscale
+from medsr.inference.options import ModelOptions, SelfSupOptions, learner_options
 from medsr.inference.selfsup.thickness import SPACING_SOURCE
 from medsr.io.volume import SLICE_KEYS, affine_of, count_nonfinite, slice_fact, spatial_shape, with_grid
 from medsr.profiles import DEFAULT_PROFILE, MIXED_PROFILE
@@ -68,6 +70,7 @@ def upscale(
     method: str = "selfsup",
     thickness: float | None = None,
     model: str | Path | None = None,
+    learner: SelfSupOptions | ModelOptions | None = None,
     **options: Any,
 ) -> MetaTensor:
     """Upscale a volume along its through-plane axis.
@@ -82,16 +85,22 @@ def upscale(
         thickness: slice profile FWHM in mm (default: the volume's ``slice_thickness`` from DICOM
             SliceThickness or a sidecar JSON, else the slice spacing, which ``selfsup`` checks against
             the slices themselves; see :func:`slice_thickness`).
-        options: passed to the learned method (budget_s, steps, device, seed, progress, save_model;
-            ``profile``, the slice profile shape, for ``selfsup`` only: default the volume's
-            ``slice_profile`` (a ``medsr simulate`` sidecar), else Gaussian; ``"mixed"`` when unknown).
+        learner: the learned method's typed options (:mod:`medsr.inference.options`); a
+            :class:`SelfSupOptions` with a trained ``model`` gives its device and progress.
+        options: the same as keywords, instead of ``learner`` (budget_s, steps, device, seed, progress,
+            save_model, config; ``profile``, the slice profile shape, for ``selfsup`` only: default the
+            volume's ``slice_profile`` (a ``medsr simulate`` sidecar), else Gaussian; ``"mixed"`` when
+            unknown; roi_size, overlap, sw_batch_size for a trained ``model``).
 
     Returns:
         MetaTensor on the upscaled grid (same physical extent, see docs/geometry.md); ``meta["medsr"]``
         holds facts for the sidecar (method, factor, timings...).
     """
-    if options.get("device") is not None:  # every method, before the volume is read or anything trains
-        resolve_device(options["device"])
+    if learner is not None and options:
+        raise MedsrError(f"upscale takes learner= or keyword options, not both (got {', '.join(options)})")
+    device = learner.device if learner is not None else options.get("device")
+    if device is not None:  # every method, before the volume is read or anything trains
+        resolve_device(device)
     if not isinstance(volume, MetaTensor):
         from medsr.io.readers import load_volume
 
@@ -115,35 +124,18 @@ def upscale(
         "thickness_source": thickness_source,
     }
     if method != "selfsup":
-        refuse_profile(method, options.pop("profile", None))
-    elif options.get("profile") is None and slice_fact(volume.meta, ax, "slice_profile") and model is None:
-        options["profile"] = volume.meta["slice_profile"]
-        facts["profile_source"] = volume.meta.get("slice_facts_source") or "the volume's metadata"
-    elif options.get("profile") is not None:
-        facts["profile_source"] = "given"
+        refuse_profile(method, options.pop("profile", None) or getattr(learner, "profile", None))
+    learner = _typed_learner(method, learner, options)
+    if isinstance(learner, SelfSupOptions):
+        learner = _selfsup_profile(volume, ax, learner, model, facts)
     volume, replaced = finite_volume(volume)
     if replaced:
         facts["non_finite_replaced"] = replaced
     if method in INTERPOLATORS:
         out = interpolate_upscale(volume, ax, factor, method)
-    elif method == "selfsup":
-        from medsr.inference.selfsup.pipeline import selfsup_upscale
-
-        if model is not None:
-            options["model"] = Path(model)
-        unknown = thickness_source == SPACING_SOURCE and model is None  # selfsup checks the slices
-        out, learned = selfsup_upscale(
-            volume, axis=ax, factor=factor, thickness=None if unknown else thickness, **options
-        )
-        facts.update(learned)
     else:
-        if model is None:
-            raise MedsrError("method 'model' needs --model CKPT (a checkpoint written by medsr train)")
-        from medsr.inference.checkpoint_predict import model_upscale
-
-        out, learned = model_upscale(
-            volume, Path(model), axis=ax, factor=factor, thickness=thickness, **options
-        )
+        unknown = thickness_source == SPACING_SOURCE and model is None  # selfsup checks the slices
+        out, learned = _learned(volume, ax, factor, None if unknown else thickness, model, learner)
         facts.update(learned)
     bad = count_nonfinite(out)
     if bad:
@@ -228,6 +220,59 @@ def finite_volume(volume: MetaTensor) -> tuple[MetaTensor, dict[str, int]]:
         stacklevel=3,
     )
     return with_grid(volume, clean, affine_of(volume)), counts
+
+
+def _selfsup_profile(
+    volume: MetaTensor, axis: int, learner: SelfSupOptions, model: str | Path | None, facts: dict[str, Any]
+) -> SelfSupOptions:
+    """``learner`` with the slice profile selfsup learns: as given, else the volume's own (a ``medsr
+    simulate`` sidecar; not for a reused network, which has its own); its source joins ``facts``."""
+    if learner.profile is not None:
+        facts["profile_source"] = "given"
+    elif slice_fact(volume.meta, axis, "slice_profile") and model is None:
+        learner = dataclasses.replace(learner, profile=volume.meta["slice_profile"])
+        facts["profile_source"] = volume.meta.get("slice_facts_source") or "the volume's metadata"
+    return learner
+
+
+def _learned(
+    volume: MetaTensor,
+    axis: int,
+    factor: float,
+    thickness: float | None,
+    model: str | Path | None,
+    learner: SelfSupOptions | ModelOptions,
+) -> tuple[MetaTensor, dict[str, Any]]:
+    """Run a learned method: selfsup for SelfSupOptions (``thickness`` None: unknown, checked against
+    the slices), else the trained checkpoint ``model``."""
+    if isinstance(learner, SelfSupOptions):
+        from medsr.inference.selfsup.pipeline import selfsup_upscale
+
+        path = Path(model) if model is not None else None
+        return selfsup_upscale(
+            volume, axis=axis, factor=factor, thickness=thickness, model=path, **learner.as_kwargs()
+        )
+    if model is None:
+        raise MedsrError("method 'model' needs --model CKPT (a checkpoint written by medsr train)")
+    from medsr.inference.checkpoint_predict import model_upscale
+
+    return model_upscale(
+        volume, Path(model), axis=axis, factor=factor, thickness=thickness, **learner.as_kwargs()
+    )
+
+
+def _typed_learner(
+    method: str, learner: SelfSupOptions | ModelOptions | None, options: dict[str, Any]
+) -> SelfSupOptions | ModelOptions | None:
+    """The options ``method`` runs with: ``learner`` (a SelfSupOptions becomes a trained model's
+    ModelOptions), or the keyword ``options`` typed once; None for an interpolator."""
+    if learner is None:
+        return learner_options(method, options)
+    if method == "model" and isinstance(learner, SelfSupOptions):
+        return learner.for_model()
+    if method == "selfsup" and isinstance(learner, ModelOptions):
+        return SelfSupOptions(device=learner.device, progress=learner.progress)
+    return learner if method in ("selfsup", "model") else None
 
 
 def _checkpoint_method(model: Path, method: str) -> str:

@@ -20,7 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -29,6 +29,7 @@ import numpy as np
 
 from medsr.errors import MedsrError
 from medsr.inference.interpolate import INTERPOLATORS, canonical_method
+from medsr.inference.options import SelfSupOptions
 from medsr.transforms.functional import DEFAULT_PROFILE, PROFILES
 
 MEMORY_MEASURE = (
@@ -82,7 +83,7 @@ class BenchmarkOptions:
     mask: str = "auto"
     noise: str | None = None
     window: str | None = None
-    learner: dict[str, Any] = field(default_factory=dict)
+    selfsup: SelfSupOptions = SelfSupOptions()  # budget_s, steps, device, seed of the learned methods
     isolate: bool = True
     overwrite: bool = False
     progress: bool = False  # a line per method on stderr, and the learned methods' own progress bars
@@ -185,8 +186,7 @@ def run_benchmark(
     from medsr.runtime.device import resolve_device
     from medsr.transforms.array import default_axis, simulate_thick_slices
 
-    if opts.learner.get("device") is not None:  # before anything is written or read
-        resolve_device(opts.learner["device"])
+    resolve_device(opts.selfsup.device)  # before anything is written or read
     _prepare_outdir(outdir, opts.overwrite)
     hr = load_volume(hr_path)
     hr_affine = affine_of(hr)
@@ -265,11 +265,20 @@ _FACT_KEYS = ("seconds", "peak_rss_mb", "method_rss_mb", "peak_gpu_mb")
 
 
 def _learner(spec: MethodSpec, opts: BenchmarkOptions) -> dict[str, Any]:
-    """Options for a learned method: the run's learner options, progress, and for selfsup the profile."""
+    """upscale's keyword options for a learned method (JSON for the worker process): the run's training
+    options, progress, and for selfsup the simulated profile."""
     if spec.method not in ("selfsup", "model"):
         return {}
+    s = opts.selfsup
     extra = {"profile": opts.profile} if spec.method == "selfsup" else {}
-    return {**opts.learner, "progress": opts.progress, **extra}
+    return {
+        "budget_s": s.budget_s,
+        "steps": s.steps,
+        "device": s.device,
+        "seed": s.seed,
+        "progress": opts.progress,
+        **extra,
+    }
 
 
 def _say(opts: BenchmarkOptions, line: str) -> None:

@@ -49,7 +49,7 @@ def infer_one(scan: Path, output: Path | None, opts: InferOptions) -> Path:
         method=opts.method,
         thickness=opts.thickness,
         model=opts.model,
-        **opts.learner,
+        learner=opts.selfsup,
     )
     save_volume(result, output, dtype=opts.dtype, overwrite=opts.overwrite)
     try:
@@ -77,11 +77,11 @@ def infer_one(scan: Path, output: Path | None, opts: InferOptions) -> Path:
 
 
 def check_device(opts: InferOptions) -> None:
-    """Refuse an unusable ``device`` learner option (e.g. cuda without a GPU) before any scan is read."""
+    """Refuse an unusable ``device`` option (e.g. cuda without a GPU) before any scan is read."""
     from medsr.runtime.device import resolve_device
 
-    if opts.learner.get("device") is not None:
-        resolve_device(opts.learner["device"])
+    if opts.selfsup is not None:
+        resolve_device(opts.selfsup.device)
 
 
 def collect_inputs(source: Path) -> list[Path]:
@@ -245,6 +245,7 @@ def infer_options(
     Checks what can be checked before any scan is read (the device, the profile for the method).
     """
     from medsr.inference.interpolate import canonical_method
+    from medsr.inference.options import SelfSupOptions
     from medsr.inference.predict import refuse_profile
     from medsr.runtime.device import resolve_device
 
@@ -252,14 +253,19 @@ def infer_options(
     if method is None:
         method = "model" if model is not None else DEFAULT_METHOD
     method = canonical_method(method)  # --method cubic is bspline, and recorded so
-    learner: dict[str, object] = {}
-    if method == "selfsup" or model is not None:
-        learner = {"budget_s": budget, "steps": steps, "device": device, "seed": seed, "progress": progress}
-        if save_model is not None:
-            learner["save_model"] = save_model
     if profile is not None:
         refuse_profile(method, profile)  # before any scan is read: a batch would fail every one
-        learner["profile"] = profile
+    selfsup = None
+    if method == "selfsup" or model is not None:
+        selfsup = SelfSupOptions(
+            budget_s=budget,
+            steps=steps,
+            device=device,
+            seed=seed,
+            progress=progress,
+            profile=profile,
+            save_model=save_model,
+        )
     return InferOptions(
         factor=factor,
         spacing=spacing,
@@ -272,5 +278,5 @@ def infer_options(
         series=series,
         volume_index=volume_index,
         preview=preview,
-        learner=learner,
+        selfsup=selfsup,
     )

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+
+from medsr.inference.options import SelfSupOptions
 
 
 @dataclass(frozen=True)
@@ -22,4 +23,6 @@ class InferOptions:
     series: str | None = None
     volume_index: int | None = None
     preview: Path | None = None
-    learner: dict[str, Any] = field(default_factory=dict)
+    selfsup: SelfSupOptions | None = (
+        None  # how selfsup learns; a trained --model takes its device and progress
+    )
