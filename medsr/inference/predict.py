@@ -15,8 +15,8 @@ from medsr import geometry
 from medsr.errors import MedsrError, MedsrWarning
 from medsr.inference.interpolate import INTERPOLATORS, METHOD_ALIASES, canonical_method, interpolate_upscale
 from medsr.inference.options import ModelOptions, SelfSupOptions, learner_options
-from medsr.inference.selfsup.thickness import SPACING_SOURCE
-from medsr.io.volume import SLICE_KEYS, affine_of, count_nonfinite, slice_fact, spatial_shape, with_grid
+from medsr.inference.slice_profile import resolve_slice_profile
+from medsr.io.volume import SLICE_KEYS, affine_of, count_nonfinite, spatial_shape, with_grid
 from medsr.profiles import DEFAULT_PROFILE, MIXED_PROFILE
 from medsr.runtime.device import resolve_device
 
@@ -84,7 +84,7 @@ def upscale(
             as ``bspline`` in ``meta["medsr"]``).
         thickness: slice profile FWHM in mm (default: the volume's ``slice_thickness`` from DICOM
             SliceThickness or a sidecar JSON, else the slice spacing, which ``selfsup`` checks against
-            the slices themselves; see :func:`slice_thickness`).
+            the slices themselves; see :func:`medsr.inference.slice_profile.resolve_slice_profile`).
         learner: the learned method's typed options (:mod:`medsr.inference.options`); a
             :class:`SelfSupOptions` with a trained ``model`` gives its device and progress.
         options: the same as keywords, instead of ``learner`` (budget_s, steps, device, seed, progress,
@@ -115,27 +115,24 @@ def upscale(
             + ")"
         )
     ax, factor = resolve_factor(volume, axis, factor, spacing)
-    thickness, thickness_source = slice_thickness(volume, ax, thickness)
-    facts: dict[str, Any] = {
-        "method": method,
-        "axis": ax,
-        "factor": factor,
-        "thickness_mm": thickness,
-        "thickness_source": thickness_source,
-    }
     if method != "selfsup":
         refuse_profile(method, options.pop("profile", None) or getattr(learner, "profile", None))
     learner = _typed_learner(method, learner, options)
-    if isinstance(learner, SelfSupOptions):
-        learner = _selfsup_profile(volume, ax, learner, model, facts)
+    selfsup = isinstance(learner, SelfSupOptions)
+    profile = resolve_slice_profile(
+        volume, ax, thickness, learner.profile if selfsup else None, reads_shape=selfsup and model is None
+    )
+    if selfsup:
+        learner = dataclasses.replace(learner, profile=profile.shape)
+    facts: dict[str, Any] = {"method": method, "axis": ax, "factor": factor, **profile.facts()}
     volume, replaced = finite_volume(volume)
     if replaced:
         facts["non_finite_replaced"] = replaced
     if method in INTERPOLATORS:
         out = interpolate_upscale(volume, ax, factor, method)
     else:
-        unknown = thickness_source == SPACING_SOURCE and model is None  # selfsup checks the slices
-        out, learned = _learned(volume, ax, factor, None if unknown else thickness, model, learner)
+        known = profile.thickness_known or model is not None  # else selfsup checks the slices
+        out, learned = _learned(volume, ax, factor, profile.thickness_mm if known else None, model, learner)
         facts.update(learned)
     bad = count_nonfinite(out)
     if bad:
@@ -150,27 +147,6 @@ def upscale(
         out.meta.pop(key, None)  # they described the input's slices
     out.meta["medsr"] = facts
     return out
-
-
-def slice_thickness(volume: MetaTensor, axis: int, thickness: float | None) -> tuple[float, str]:
-    """The slice profile FWHM in mm to assume along ``axis``, and where it came from.
-
-    In order: ``thickness`` (given), the volume's ``meta["slice_thickness"]`` (DICOM SliceThickness, a
-    sidecar JSON, a simulation; see :func:`medsr.io.volume.slice_fact`), else the slice spacing.
-    """
-    if thickness is not None:
-        value, source = thickness, "given"
-    elif slice_fact(volume.meta, axis, "slice_thickness"):
-        value = volume.meta["slice_thickness"]
-        source = volume.meta.get("slice_facts_source") or (
-            "DICOM SliceThickness" if volume.meta.get("format") == "dicom" else "the volume's metadata"
-        )
-    else:
-        value, source = float(geometry.voxel_sizes(affine_of(volume))[axis]), SPACING_SOURCE
-    value = float(value)
-    if not (np.isfinite(value) and value > 0):
-        raise MedsrError(f"slice thickness {value} mm ({source}) must be positive")
-    return value, source
 
 
 def slice_assumption(facts: dict[str, Any]) -> str:
@@ -220,19 +196,6 @@ def finite_volume(volume: MetaTensor) -> tuple[MetaTensor, dict[str, int]]:
         stacklevel=3,
     )
     return with_grid(volume, clean, affine_of(volume)), counts
-
-
-def _selfsup_profile(
-    volume: MetaTensor, axis: int, learner: SelfSupOptions, model: str | Path | None, facts: dict[str, Any]
-) -> SelfSupOptions:
-    """``learner`` with the slice profile selfsup learns: as given, else the volume's own (a ``medsr
-    simulate`` sidecar; not for a reused network, which has its own); its source joins ``facts``."""
-    if learner.profile is not None:
-        facts["profile_source"] = "given"
-    elif slice_fact(volume.meta, axis, "slice_profile") and model is None:
-        learner = dataclasses.replace(learner, profile=volume.meta["slice_profile"])
-        facts["profile_source"] = volume.meta.get("slice_facts_source") or "the volume's metadata"
-    return learner
 
 
 def _learned(
