@@ -14,8 +14,9 @@ import torch
 from scipy import ndimage
 
 from medsr import geometry
-from medsr.evaluation import metrics
 from medsr.io.volume import affine_of, make_volume
+from medsr.runtime import metrics
+from medsr.runtime.normalise import robust_range
 from medsr.transforms.array import simulate_thick_slices
 from medsr.transforms.functional import FWHM_PER_SIGMA
 from medsr.transforms.noise import add_noise, parse_noise
@@ -231,7 +232,7 @@ def load_case(
     mask, _ = metrics.foreground_mask(data, valid)  # Otsu, as medsr evaluate --mask auto
     mask = metrics.exclude_edge_slabs(mask, valid, ax, int(np.ceil(float(ratio))))
     whole = metrics.exclude_edge_slabs(valid, valid, ax, int(np.ceil(float(ratio))))
-    lo, hi = metrics.robust_range(data)
+    lo, hi = robust_range(data, metrics.PERCENTILES, max_voxels=None)
     title = (
         f"{name} {tuple(hr.shape[1:])}, axis {ax}, thickness {thickness:g} mm, spacing {float(spacing):g} mm"
         f" (x{float(ratio):.4g}), {profile} profile, noise {noise or 'none'}"
@@ -262,7 +263,7 @@ def load_case(
 
 
 def score(case: dict, out: np.ndarray | torch.Tensor, whole: bool = False) -> dict:
-    """PSNR (dB) and SSIM of ``out`` vs HR with medsr.evaluation.metrics' conventions (docs/evaluation.md).
+    """PSNR (dB) and SSIM of ``out`` vs HR with medsr.runtime.metrics' conventions (docs/evaluation.md).
 
     Mask: Otsu foreground of HR minus one LR slab at each end of the slice axis; data range: P0.5-P99.5
     of HR; SSIM: 3-D Gaussian window (sigma 1.5) averaged over the mask. With ``whole``, also

@@ -36,7 +36,7 @@ _CHILD = """
 import atexit, json, sys
 from pathlib import Path
 
-from medsr.evaluation.benchmark import max_rss_mb  # VmHWM, as medsr benchmark measures its methods
+from medsr.jobs.benchmark import max_rss_mb  # VmHWM, as medsr benchmark measures its methods
 
 RESULT = Path(sys.argv[1])
 atexit.register(lambda: RESULT.write_text(json.dumps({"peak_rss_mb": max_rss_mb()})))
@@ -46,7 +46,7 @@ if len(sys.argv) > 2:
     medsr.cli.main.main()
 else:  # what the command imports before it reads a scan
     import monai, nibabel, torch
-    import medsr.cli.main, medsr.inference.selfsup, medsr.io.readers, medsr.io.writers
+    import medsr.cli.main, medsr.inference.selfsup.pipeline, medsr.io.readers, medsr.io.writers
 """
 
 

@@ -38,7 +38,8 @@ def _child(conn, lr_array, lr_affine, kwargs, overrides, threads) -> None:
 
     if threads:
         torch.set_num_threads(threads)
-    from medsr.inference.selfsup import config_with, selfsup_upscale
+    from medsr.inference.selfsup.config import config_with
+    from medsr.inference.selfsup.pipeline import selfsup_upscale
     from medsr.io.volume import make_volume
 
     lr = make_volume(lr_array, lr_affine)
@@ -77,7 +78,7 @@ def run_medsr(
 
 
 def baselines(case: dict, whole: bool = False) -> list[dict]:
-    from medsr.evaluation.baselines import interpolate_upscale
+    from medsr.inference.interpolate import interpolate_upscale
 
     rows = []
     for method in ("nearest", "linear", "bspline"):

@@ -1,4 +1,4 @@
-"""How well medsr's slice-thickness check (medsr/inference/thickness_check.py) reads the slices of a scan.
+"""How well medsr's slice-thickness check (medsr/inference/selfsup/thickness.py) reads the slices of a scan.
 
 For thick-slice volumes simulated from nilearn's MNI152 T1/GM and the synthetic head CT (the cases of
 selfsup_quality.py), prints the true slice thickness, the estimate, both as fractions of the spacing,
@@ -45,9 +45,9 @@ CASES = [
 
 def main() -> None:
     from medsr import geometry
-    from medsr.inference.patches import estimate_noise
-    from medsr.inference.selfsup import robust_range
-    from medsr.inference.thickness_check import THIN_FRACTION, estimate_thickness, looks_thin
+    from medsr.inference.selfsup.noise import estimate_noise
+    from medsr.inference.selfsup.pipeline import intensity_range
+    from medsr.inference.selfsup.thickness import THIN_FRACTION, estimate_thickness, looks_thin
     from medsr.io.volume import affine_of
 
     print(f"slices count as thin (gaps) below {THIN_FRACTION:g} x spacing\n")
@@ -61,7 +61,7 @@ def main() -> None:
         sizes = geometry.voxel_sizes(affine_of(lr))
         spacing = float(sizes[axis])
         data = lr.as_tensor()[0].float()
-        lo, hi = robust_range(data, (0.5, 99.5))
+        lo, hi = intensity_range(data, (0.5, 99.5))
         norm = (data - lo) / (hi - lo)
         t0 = time.perf_counter()
         noise = estimate_noise(torch.movedim(norm, axis, 0))

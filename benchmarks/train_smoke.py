@@ -74,7 +74,7 @@ def infer_child(name: str, threads: int) -> None:
     from medsr.inference.checkpoint_predict import model_upscale
     from medsr.io.volume import make_volume
     from medsr.models import MODELS
-    from medsr.training.checkpoint import save_checkpoint
+    from medsr.runtime.checkpoint import save_checkpoint
 
     rss_base = peak_rss_mb()
     rng = np.random.default_rng(0)

@@ -18,8 +18,8 @@ _LAZY = {
     "save_volume": "medsr.io.writers",
     "upscale": "medsr.inference.predict",
     "simulate_thick_slices": "medsr.transforms.array",
-    "Upscale": "medsr.transforms.upscale",
-    "Upscaled": "medsr.transforms.upscale",
+    "Upscale": "medsr.inference.transforms",
+    "Upscaled": "medsr.inference.transforms",
     "MedsrError": "medsr.errors",
 }
 

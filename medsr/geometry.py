@@ -22,6 +22,9 @@ import numpy as np
 
 from medsr.errors import MedsrError
 
+#: LPS <-> RAS: negate the first two world axes (the matrix is its own inverse).
+LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
+
 #: Voxel sizes within this relative tolerance count as equal (isotropic).
 ISOTROPY_RTOL = 0.05
 

@@ -13,11 +13,11 @@ from typer.testing import CliRunner
 
 from medsr.cli.main import app
 from medsr.errors import MedsrError
-from medsr.inference.jobs import select_shard
+from medsr.inference.transforms import Upscale, Upscaled
 from medsr.io.readers import load_volume
 from medsr.io.volume import affine_of
-from medsr.transforms.upscale import Upscale, Upscaled
-from tests.conftest import blob_volume, make_affine
+from medsr.jobs.infer import select_shard
+from tests.helpers.volumes import blob_volume, make_affine
 
 runner = CliRunner()
 

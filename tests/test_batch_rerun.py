@@ -11,10 +11,11 @@ import pytest
 from typer.testing import CliRunner
 
 from medsr.cli.main import app
-from medsr.inference.jobs import InferOptions, infer_one
-from medsr.inference.rerun import NOT_WRITTEN, is_finished
 from medsr.io.naming import sidecar_path
-from tests.conftest import blob_volume, make_affine
+from medsr.jobs.infer import infer_one
+from medsr.jobs.options import InferOptions
+from medsr.jobs.rerun import NOT_WRITTEN, is_finished
+from tests.helpers.volumes import blob_volume, make_affine
 
 runner = CliRunner()
 

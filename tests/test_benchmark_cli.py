@@ -13,8 +13,8 @@ from typer.testing import CliRunner
 
 from medsr.cli.main import app
 from medsr.errors import MedsrError
-from medsr.evaluation.benchmark import parse_methods
-from tests.conftest import blob_volume, make_affine
+from medsr.jobs.benchmark import parse_methods
+from tests.helpers.volumes import blob_volume, make_affine
 
 runner = CliRunner()
 

@@ -17,7 +17,7 @@ from medsr.cli.main import app
 from medsr.errors import MedsrError
 from medsr.jobs.bids import check_output_dir
 from medsr.jobs.bids_layout import output_name, parse_name
-from tests.conftest import blob_volume, make_affine
+from tests.helpers.volumes import blob_volume, make_affine
 
 runner = CliRunner()
 

@@ -12,18 +12,12 @@ from nibabel.affines import apply_affine
 
 from medsr import geometry
 from medsr.errors import MedsrError
-from medsr.inference.checkpoint_predict import load_trained, model_upscale
+from medsr.inference.checkpoint_predict import model_upscale
 from medsr.io.volume import affine_of, make_volume
 from medsr.models import MODELS
-from medsr.training.checkpoint import (
-    build_model,
-    load_train_state,
-    read_checkpoint,
-    read_meta,
-    save_checkpoint,
-    save_train_state,
-)
-from tests.conftest import make_affine
+from medsr.runtime.checkpoint import build_model, load_trained, read_checkpoint, read_meta, save_checkpoint
+from medsr.training.train_state import load_train_state, save_train_state
+from tests.helpers.volumes import make_affine
 
 
 def _meta(name: str, args: dict, **extra) -> dict:
@@ -174,8 +168,8 @@ def test_checkpoint_inference_geometry_and_units(tmp_path: Path, name: str, fact
 def test_checkpoint_tiled_inference_equals_one_pass(name: str) -> None:
     """In-plane tiles with a receptive-field halo reproduce a whole-volume forward pass exactly, for output
     slice counts that are not a multiple of the input's (MONAI would round a zoom of 29 / 11)."""
-    from medsr.inference.checkpoint_predict import predict_slices
     from medsr.models.interp import upscale_positions
+    from medsr.runtime.sliding import predict_slices
 
     args = (
         {"features": 4, "depth": 4} if name == "deepresolve3d" else {"features": 4, "blocks": 1, "factor": 3}
@@ -189,3 +183,28 @@ def test_checkpoint_tiled_inference_equals_one_pass(name: str) -> None:
             whole = model(lr[None, None], positions)[0, 0]
         assert tiled.shape == (40, 37, n)
         torch.testing.assert_close(tiled, whole, atol=1e-5, rtol=1e-5)
+
+
+def test_upscale_options_are_typed_once_at_the_public_door(tmp_path: Path) -> None:
+    """upscale(**options) becomes SelfSupOptions/ModelOptions: a misspelt option is one MedsrError line
+    naming it (for selfsup it was a TypeError from deep inside), a trained model ignores training options
+    with a warning, and learner= with keywords is refused."""
+    import medsr
+    from medsr.errors import MedsrWarning
+    from medsr.inference.options import ModelOptions, SelfSupOptions
+
+    args = {"features": 2, "depth": 2}
+    path = save_checkpoint(
+        tmp_path / "t.safetensors", MODELS["deepresolve3d"](**args), _meta("deepresolve3d", args)
+    )
+    volume = make_volume(np.random.rand(12, 12, 6).astype(np.float32), np.diag([1.0, 1.0, 3.0, 1.0]))
+    with pytest.raises(MedsrError, match="selfsup does not take option.s. stepz; it takes budget_s, steps"):
+        medsr.upscale(volume, factor=3, method="selfsup", stepz=2)
+    with pytest.raises(MedsrError, match="a trained model does not take option.s. roi"):
+        medsr.upscale(volume, factor=3, model=path, roi=(8, 8))
+    with pytest.warns(MedsrWarning, match="budget_s, steps apply to self-supervision; ignored"):
+        warned = medsr.upscale(volume, factor=3, model=path, budget_s=5, steps=3, seed=1)
+    typed = medsr.upscale(volume, factor=3, model=path, learner=ModelOptions(roi_size=(12, 12)))
+    np.testing.assert_array_equal(warned.numpy(), typed.numpy())
+    with pytest.raises(MedsrError, match="learner= or keyword options, not both"):
+        medsr.upscale(volume, factor=3, learner=SelfSupOptions(steps=2), steps=2)

@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from medsr.cli.main import app
-from tests.conftest import blob_volume, make_affine
+from tests.helpers.volumes import blob_volume, make_affine
 
 runner = CliRunner()
 

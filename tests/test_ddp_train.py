@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 import torch.distributed as dist
 
-from medsr.training.checkpoint import read_meta
-from tests.train_helpers import tiny_overrides, write_tiny_set
+from medsr.runtime.checkpoint import read_meta
+from tests.helpers.train import tiny_overrides, write_tiny_set
 
 pytestmark = pytest.mark.slow  # torchrun: two processes
 

@@ -14,10 +14,10 @@ import medsr
 from medsr.cli.main import app
 from medsr.errors import MedsrError
 from medsr.models import MODELS
+from medsr.runtime.checkpoint import save_checkpoint
 from medsr.runtime.device import amp_policy, precision_for, resolve_device
-from medsr.training.checkpoint import save_checkpoint
-from tests.conftest import blob_volume, make_affine
-from tests.train_helpers import tiny_overrides, write_tiny_set
+from tests.helpers.train import tiny_overrides, write_tiny_set
+from tests.helpers.volumes import blob_volume, make_affine
 
 runner = CliRunner()
 no_gpu = pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU: cuda is usable")
@@ -133,10 +133,12 @@ def test_batch_refuses_cuda_once_before_any_scan(tmp_path: Path) -> None:
 
 @no_gpu
 def test_batch_api_refuses_cuda_once(tmp_path: Path) -> None:
-    from medsr.inference.jobs import InferOptions, infer_batch
+    from medsr.inference.options import SelfSupOptions
+    from medsr.jobs.infer import infer_batch
+    from medsr.jobs.options import InferOptions
 
     scans = [_scan(tmp_path / f"s{i}.nii.gz") for i in range(2)]
-    opts = InferOptions(method="selfsup", learner={"device": "cuda", "steps": 2})
+    opts = InferOptions(method="selfsup", selfsup=SelfSupOptions(device="cuda", steps=2))
     with pytest.raises(MedsrError, match="asks for CUDA"):
         infer_batch(scans, tmp_path / "out", opts, progress=False)
     assert not (tmp_path / "out").exists()

@@ -25,7 +25,7 @@ from medsr.inference.predict import upscale
 from medsr.io.dicom import read_dicom_series
 from medsr.io.volume import affine_of
 from medsr.io.writers import save_volume
-from tests.test_dicom import CT5N, copy_ct5n
+from tests.helpers.dicom import CT5N, copy_ct5n
 
 MR_SMALL = Path(pydicom.data.get_testdata_file("MR_small.dcm"))
 

@@ -21,8 +21,8 @@ from hypothesis import strategies as st
 from medsr.errors import MedsrError
 from medsr.io.dicom import read_dicom_series, write_dicom_series
 from medsr.io.volume import affine_of, make_volume
-from tests.conftest import random_rotation
-from tests.test_dicom import CT5N, assert_same_world
+from tests.helpers.dicom import CT5N, assert_same_world
+from tests.helpers.volumes import random_rotation
 
 N_SLICES = 7
 NAMES = st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789_-.", min_size=1, max_size=12).filter(

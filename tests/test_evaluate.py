@@ -14,11 +14,12 @@ from typer.testing import CliRunner
 
 from medsr.cli.main import app
 from medsr.errors import MedsrError
-from medsr.evaluation import metrics
 from medsr.evaluation.compare import evaluate_volumes, grid_alignment, on_reference_grid
 from medsr.evaluation.noref import no_reference
 from medsr.io.volume import make_volume
-from tests.conftest import blob_volume, make_affine
+from medsr.runtime import metrics
+from medsr.runtime.normalise import robust_range
+from tests.helpers.volumes import blob_volume, make_affine
 
 runner = CliRunner()
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "evaluation.md"
@@ -46,7 +47,7 @@ def hr_data() -> np.ndarray:
 
 def test_robust_range_is_the_documented_percentiles() -> None:
     values = np.arange(100, dtype=np.float32).reshape(4, 5, 5)
-    lo, hi = metrics.robust_range(values)
+    lo, hi = robust_range(values, metrics.PERCENTILES, max_voxels=None)
     assert (lo, hi) == pytest.approx((0.495, 98.505))  # 99 * 0.005, 99 * 0.995 (linear interpolation)
 
 

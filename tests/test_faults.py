@@ -28,45 +28,12 @@ from typer.testing import CliRunner
 import medsr.inference.predict as predict
 import medsr.io.writers as writers
 from medsr.cli.main import app
-from tests.conftest import blob_volume, make_affine
-from tests.test_dicom import DATA, copy_ct5n
+from tests.helpers.dicom import DATA, copy_ct5n
+from tests.helpers.robustness import BY_ID, FAULTS
+from tests.helpers.volumes import blob_volume, make_affine
 
 ROOT = Path(__file__).resolve().parents[1]
 runner = CliRunner()
-
-#: (fault, the test that proves it, what medsr does): the second table of docs/robustness.md.
-FAULTS = [
-    ("SIGTERM while the output NIfTI is being written", "test_signal_during_write_in_a_real_process[SIGTERM]",
-     "exit 143; the temporary file is removed, no output"),
-    ("Ctrl-C (SIGINT) while the output NIfTI is being written", "test_signal_during_write_in_a_real_process[SIGINT]",
-     "exit 130; no output"),
-    ("SIGTERM with a DICOM series folder half written", "test_sigterm_mid_write_in_this_process[dicom]",
-     "exit 143; no output folder"),
-    ("SIGTERM while `--overwrite` replaces an earlier output", "test_sigterm_mid_write_in_this_process[overwrite]",
-     "exit 143; the earlier output is kept, byte for byte"),
-    ("Disk full (ENOSPC) while writing the NIfTI, a DICOM slice or the JSON sidecar",
-     "test_disk_full_is_one_clear_line", "exit 2, one line `not enough disk space`; nothing left behind"),
-    ("Real write failure from the kernel: file size limit (EFBIG, `ulimit -f`)",
-     "test_file_size_limit_is_a_real_kernel_error", "exit 2, one line, nothing left behind"),
-    ("Real full file system: a 256 kB tmpfs (where user namespaces allow mounting one)",
-     "test_full_tmpfs_in_a_real_process", "exit 2, one line, nothing left behind"),
-    ("Batch: bad scans, an internal error and a full disk among good scans",
-     "test_batch_records_every_failure_and_carries_on",
-     "every failure in `medsr_batch.json` with its reason, the good scans written, exit 1"),
-    ("Batch interrupted (Ctrl-C) part-way", "test_interrupted_batch_reports_and_resumes",
-     "exit 130, report with `interrupted: true`; a rerun skips the finished scans"),
-    ("Batch: an output without its sidecar (a run killed between the two)", "test_batch_redoes_an_output_without_sidecar",
-     "that scan is redone, finished ones skipped"),
-    ("Libraries that print: ITK on file descriptor 2, nibabel's header-fix log, pydicom warnings",
-     "test_one_line_even_when_libraries_talk_in_a_real_process",
-     "still one line per error (ITK's own words inside it), nothing on success; `--debug` shows the warnings and logs"),
-    ("A bug: an unexpected exception inside a command", "test_internal_error_is_one_line",
-     "exit 1, one line `medsr: internal error: ...`, traceback only with `--debug`"),
-    ("`--overwrite` aimed at a folder of other files, or at the input's parent folder",
-     "test_overwrite_never_deletes_a_users_folder", "refused, exit 2; the folder is untouched"),
-    ("`-o` whose JSON sidecar path holds someone else's file", "test_foreign_sidecar_is_not_replaced",
-     "refused before any work, exit 2"),
-]  # fmt: skip
 
 
 def _scan(path: Path, shape=(24, 20, 8), seed: int = 0) -> Path:
@@ -417,8 +384,6 @@ def test_full_tmpfs_in_a_real_process(real_runs: dict[str, Run]) -> None:
 
 
 def test_batch_records_every_failure_and_carries_on(tmp_path: Path, monkeypatch) -> None:
-    from tests.test_robustness import BY_ID
-
     scans = tmp_path / "scans"
     scans.mkdir()
     for name in ("good", "bug", "full"):

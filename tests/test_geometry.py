@@ -8,7 +8,7 @@ from nibabel.affines import apply_affine
 
 from medsr import geometry
 from medsr.errors import MedsrError
-from tests.conftest import make_affine
+from tests.helpers.volumes import make_affine
 
 FACTORS = [2, 3, 4, 2.5, 5 / 0.7]
 

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 from nibabel.affines import apply_affine
 
 from medsr import geometry
-from tests.conftest import random_rotation
+from tests.helpers.volumes import random_rotation
 
 spacings = st.tuples(*[st.floats(0.2, 8.0) for _ in range(3)])
 flips = st.tuples(*[st.sampled_from([-1.0, 1.0]) for _ in range(3)])

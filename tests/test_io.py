@@ -12,11 +12,11 @@ import torch
 from nibabel.affines import apply_affine
 
 from medsr.errors import MedsrError
-from medsr.evaluation.baselines import interpolate_upscale
+from medsr.inference.interpolate import interpolate_upscale
 from medsr.io.readers import load_volume
 from medsr.io.volume import affine_of, count_nonfinite, make_volume
 from medsr.io.writers import save_volume
-from tests.conftest import blob_volume, make_affine
+from tests.helpers.volumes import blob_volume, make_affine
 
 INDICES = np.array([[0, 0, 0], [3, 5, 2], [7, 1, 4], [9, 10, 5]], dtype=float)
 

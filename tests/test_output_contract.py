@@ -22,7 +22,7 @@ import medsr.io.writers as writers
 from medsr.cli.main import app
 from medsr.io.readers import load_volume
 from medsr.io.volume import affine_of
-from tests.test_dicom import copy_ct5n
+from tests.helpers.dicom import copy_ct5n
 
 runner = CliRunner()
 NEAREST = ("--method", "nearest", "--factor", "2")

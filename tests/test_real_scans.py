@@ -8,11 +8,11 @@ import nibabel as nib
 import numpy as np
 import SimpleITK as sitk
 
-from medsr.evaluation.baselines import interpolate_upscale
-from medsr.inference.demo import demo_scan_path
+from medsr.inference.interpolate import interpolate_upscale
 from medsr.io.readers import load_volume
 from medsr.io.volume import affine_of
 from medsr.io.writers import save_volume
+from medsr.jobs.demo import demo_scan_path
 
 
 def test_mni152_reads_with_its_geometry(mni_path: Path) -> None:

@@ -1,25 +1,19 @@
-"""Hostile-input corpus: every bad file is generated here, run through ``medsr infer``/``info`` and the API.
+"""Hostile-input corpus: every bad file (built by tests/helpers) run through ``medsr infer``/``info`` and the API.
 
 Each :class:`Case` builds one input and states what medsr must do with it: refuse it (exit 2, one line
 naming the file and the problem, no output left), repair it with one warning line (finite output), or
-accept it. docs/robustness.md is rendered from these cases (and the fault rows of tests/test_faults.py);
-``python -m tests.test_robustness`` rewrites it and a test checks it is current.
+accept it. The cases live in tests/helpers/robustness.py; docs/robustness.md is rendered from them (and
+the fault rows) by ``python scripts/render_robustness.py``, and a test checks it is current.
 """
 
 from __future__ import annotations
 
-import contextlib
+import ast
+import importlib.util
 import json
-import os
 import re
-import shlex
-import shutil
-import threading
-import time
 import tracemalloc
 import warnings
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import nibabel as nib
@@ -36,594 +30,20 @@ import medsr
 from medsr import geometry
 from medsr.cli.main import app
 from medsr.errors import MedsrError, MedsrWarning
-from medsr.evaluation.baselines import interpolate_upscale
-from medsr.inference import selfsup as _selfsup  # noqa: F401  (a broken import fails, never skips)
+from medsr.inference.interpolate import interpolate_upscale
+from medsr.inference.selfsup import pipeline as _selfsup  # noqa: F401  (a broken import fails, never skips)
 from medsr.io.naming import default_output, safe_name
 from medsr.io.readers import load_volume
 from medsr.io.volume import affine_of, make_volume
 from medsr.io.writers import save_volume
-from medsr.training import checkpoint as _checkpoint  # noqa: F401  (the loader the evil-model tests exercise)
-from tests.conftest import blob_volume, make_affine, random_rotation
-from tests.test_dicom import BROKEN, CT5N, DATA, copy_ct5n
+from medsr.runtime import checkpoint as _checkpoint  # noqa: F401  (the loader the evil-model tests exercise)
+from tests.helpers.dicom import CT5N, DATA
+from tests.helpers.hostile_files import AFFINE, SHAPE, evil_checkpoint, nifti_builder, sample_data
+from tests.helpers.robustness import BY_ID, CASES, CHECKPOINTS, PATHS, PROPERTIES, SHEARED, Case
+from tests.helpers.volumes import random_rotation
 
 ROOT = Path(__file__).resolve().parents[1]
-DOC = ROOT / "docs" / "robustness.md"
-SHAPE = (10, 9, 6)
-AFFINE = make_affine((0.9, 1.1, 3.0), rng=np.random.default_rng(5), flips=(-1, 1, 1))
 runner = CliRunner()
-
-
-# ---------------------------------------------------------------- builders
-
-
-def _data(shape=SHAPE) -> np.ndarray:
-    return blob_volume(shape, np.random.default_rng(2))
-
-
-def _nifti(data: np.ndarray, affine: np.ndarray = AFFINE, **kw) -> Callable[[Path], Path]:
-    def build(d: Path) -> Path:
-        img = nib.Nifti1Image(data, affine)
-        img.set_sform(affine, code=1)
-        img.set_qform(affine, code=1)
-        for key, value in kw.items():
-            img.header[key] = value
-        path = d / "scan.nii.gz"
-        nib.save(img, str(path))
-        return path
-
-    return build
-
-
-def _raw_nifti(
-    name: str,
-    shape: tuple[int, ...],
-    payload: bytes,
-    *,
-    dtype=np.float32,
-    sform: np.ndarray | None = AFFINE,
-    qform: np.ndarray | None = AFFINE,
-) -> Callable[[Path], Path]:
-    """A NIfTI file assembled byte by byte: header fields as given, then ``payload`` as the voxel data."""
-
-    def build(d: Path) -> Path:
-        hdr = nib.Nifti1Header()
-        hdr.set_data_shape(shape)
-        hdr.set_data_dtype(dtype)
-        hdr.set_xyzt_units("mm")
-        hdr.set_zooms((0.9, 1.1, 3.0, 1.0)[: len(shape)])
-        if qform is not None:
-            hdr.set_qform(qform, code=1)
-        if sform is not None:
-            hdr["sform_code"] = 1
-            hdr["srow_x"], hdr["srow_y"], hdr["srow_z"] = sform[:3]
-        hdr["vox_offset"] = 352
-        blob = hdr.binaryblock + b"\0" * 4 + payload
-        path = d / name
-        path.write_bytes(_gz(blob) if name.endswith(".gz") else blob)
-        return path
-
-    return build
-
-
-def _gz(blob: bytes) -> bytes:
-    import gzip
-
-    return gzip.compress(blob, compresslevel=1)
-
-
-def _cut(build: Callable[[Path], Path], keep: float) -> Callable[[Path], Path]:
-    def cut(d: Path) -> Path:
-        path = build(d)
-        raw = path.read_bytes()
-        path.write_bytes(raw[: int(len(raw) * keep)])
-        return path
-
-    return cut
-
-
-def _patched(build: Callable[[Path], Path], offset: int, value: bytes) -> Callable[[Path], Path]:
-    """Overwrite bytes of a built file (e.g. a NIfTI header field) after the fact."""
-
-    def patch(d: Path) -> Path:
-        path = build(d)
-        raw = bytearray(path.read_bytes())
-        raw[offset : offset + len(value)] = value
-        path.write_bytes(bytes(raw))
-        return path
-
-    return patch
-
-
-def _bytes(name: str, payload: bytes) -> Callable[[Path], Path]:
-    def build(d: Path) -> Path:
-        (d / name).write_bytes(payload)
-        return d / name
-
-    return build
-
-
-def _special(kind: str) -> Callable[[Path], Path]:
-    def build(d: Path) -> Path:
-        path = d / "scan.nii.gz"
-        if kind == "fifo":
-            if not hasattr(os, "mkfifo"):
-                pytest.skip("no named pipes on this system")
-            os.mkfifo(path)
-            _unblock_later(path)
-        else:
-            if not Path(os.devnull).exists():
-                pytest.skip("no null device")
-            path.symlink_to(os.devnull)
-        return path
-
-    return build
-
-
-def _unblock_later(fifo: Path, after_s: float = 20.0) -> None:
-    """Should a reader block on ``fifo`` (the bug this guards against), open it for writing so the test ends."""
-
-    def poke() -> None:
-        time.sleep(after_s)
-        with contextlib.suppress(OSError):
-            os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
-
-    threading.Thread(target=poke, daemon=True).start()
-
-
-def _itk(
-    name: str, edit: Callable[[bytes], bytes] | None = None, drop_raw: bool = False
-) -> Callable[[Path], Path]:
-    def build(d: Path) -> Path:
-        image = sitk.GetImageFromArray(np.ascontiguousarray(_data().transpose(2, 1, 0)))
-        image.SetSpacing((0.9, 1.1, 3.0))
-        path = d / name
-        sitk.WriteImage(image, str(path), useCompression=name.endswith(".nrrd"))
-        if edit is not None:
-            path.write_bytes(edit(path.read_bytes()))
-        if drop_raw:
-            path.with_suffix(".raw").unlink()
-        return path
-
-    return build
-
-
-def _header_dims(dims: str) -> Callable[[bytes], bytes]:
-    return lambda raw: re.sub(rb"DimSize = [0-9 ]+", f"DimSize = {dims}".encode(), raw, count=1)
-
-
-def _series(edit=None, extra: Callable[[Path], None] | None = None) -> Callable[[Path], Path]:
-    def build(d: Path) -> Path:
-        folder = d / "series"
-        copy_ct5n(folder, edit)
-        if extra is not None:
-            extra(folder)
-        return folder
-
-    return build
-
-
-def _second_series(folder: Path) -> None:
-    ds = pydicom.dcmread(sorted(folder.iterdir())[0])
-    ds.SeriesInstanceUID = pydicom.uid.generate_uid()
-    ds.SOPInstanceUID = pydicom.uid.generate_uid()
-    ds.save_as(folder / "other_series.dcm")
-
-
-def _cut_header(folder: Path) -> None:
-    last = sorted(folder.iterdir())[-1]
-    last.write_bytes(last.read_bytes()[:600])  # ends before SeriesInstanceUID
-
-
-def _test_file(name: str, single: bool = True) -> Callable[[Path], Path]:
-    def build(d: Path) -> Path:
-        path = DATA / name
-        if not single:
-            folder = d / "series"
-            folder.mkdir()
-            shutil.copy(path, folder / name)
-            return folder
-        shutil.copy(path, d / name)
-        return d / name
-
-    return build
-
-
-def _enhanced_ct(d: Path) -> Path:
-    """Five CT5N slices packed into one Enhanced CT multi-frame object (functional groups, no top-level IPP)."""
-    from pydicom.dataset import Dataset
-    from pydicom.sequence import Sequence
-
-    slices = sorted(
-        (pydicom.dcmread(p) for p in sorted(CT5N.iterdir())), key=lambda s: float(s.ImagePositionPatient[2])
-    )
-    ds = slices[0]
-    ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = pydicom.uid.EnhancedCTImageStorage
-    ds.NumberOfFrames = len(slices)
-    measures, orient = Dataset(), Dataset()
-    measures.PixelSpacing, measures.SliceThickness = ds.PixelSpacing, ds.SliceThickness
-    orient.ImageOrientationPatient = ds.ImageOrientationPatient
-    shared = Dataset()
-    shared.PixelMeasuresSequence, shared.PlaneOrientationSequence = Sequence([measures]), Sequence([orient])
-    ds.SharedFunctionalGroupsSequence = Sequence([shared])
-    frames = []
-    for s in slices:
-        pos, group = Dataset(), Dataset()
-        pos.ImagePositionPatient = s.ImagePositionPatient
-        group.PlanePositionSequence = Sequence([pos])
-        frames.append(group)
-    ds.PerFrameFunctionalGroupsSequence = Sequence(frames)
-    for keyword in ("ImagePositionPatient", "ImageOrientationPatient", "PixelSpacing"):
-        delattr(ds, keyword)
-    ds.PixelData = b"".join(s.PixelData for s in slices)
-    path = d / "enhanced_ct.dcm"
-    ds.save_as(path)
-    return path
-
-
-def _tag_paths(k: int, ds: pydicom.Dataset) -> None:
-    ds.SeriesDescription = "../../../escape/../../etc/passwd"
-    ds.PatientName = "..\\..\\WINDOWS^/etc"
-    ds.PatientID = "/tmp/x; rm -rf ~"
-    ds.ProtocolName = "CON:AUX/*?"
-
-
-# ---------------------------------------------------------------- the corpus
-
-
-@dataclass(frozen=True)
-class Case:
-    """One hostile input and the behaviour medsr promises for it."""
-
-    id: str
-    input: str  # what the file is (docs/robustness.md)
-    build: Callable[[Path], Path]
-    outcome: str  # "refused" (exit 2), "repaired" (warning, exit 0) or "accepted" (exit 0)
-    message: str = ""  # medsr's own words the error or warning line must contain
-    stage: str = "read"  # "read": load_volume and `medsr info` refuse it too; "upscale": only upscaling
-
-
-NAN_DATA = _data().copy()
-NAN_DATA[1, 2, 3], NAN_DATA[4, 4, 0], NAN_DATA[5, 1, 2] = np.nan, np.inf, -np.inf
-SHEARED = AFFINE.copy()
-SHEARED[:3, 2] += 0.8 * AFFINE[:3, 0]  # the slice axis leans along the first axis: a gantry tilt
-QFORM = AFFINE.copy()
-QFORM[:3, 3] += [4.0, -2.0, 6.0]
-SINGULAR = AFFINE.copy()
-SINGULAR[:3, 2] = 0.0
-FLOAT_VOXELS = _data().tobytes(order="F")
-
-CASES = [
-    # NIfTI: damaged files
-    Case(
-        "nifti-truncated-gz",
-        "`.nii.gz` cut in half",
-        _cut(_nifti(_data()), 0.5),
-        "refused",
-        "its compressed stream ends early",
-    ),
-    Case(
-        "nifti-truncated",
-        "`.nii` missing its last 100 bytes",
-        _raw_nifti("scan.nii", SHAPE, FLOAT_VOXELS[:-100]),
-        "refused",
-        "truncated: the header declares (10, 9, 6) float32 voxels (2160 bytes from byte 352) but the file "
-        "holds only 2060 bytes",
-    ),
-    Case(
-        "nifti-junk-gz",
-        "random bytes named `.nii.gz`",
-        _bytes("scan.nii.gz", os.urandom(3000)),
-        "refused",
-        "not a readable NIfTI file",
-    ),
-    Case(
-        "nifti-junk",
-        "random bytes named `.nii`",
-        _bytes("scan.nii", b"\x07" * 3000),
-        "refused",
-        "not a readable NIfTI file",
-    ),
-    Case(
-        "nifti-empty",
-        "empty file named `.nii.gz`",
-        _bytes("scan.nii.gz", b""),
-        "refused",
-        "not a readable NIfTI file",
-    ),
-    Case(
-        "nifti-dims-more",
-        "header declares 60 slices, data holds 6 (`.nii.gz`)",
-        _raw_nifti("scan.nii.gz", (10, 9, 60), FLOAT_VOXELS),
-        "refused",
-        "truncated: the header declares (10, 9, 60) float32 voxels",
-    ),
-    Case(
-        "nifti-dims-fewer",
-        "header declares 3 slices, data holds 6 (`.nii`)",
-        _raw_nifti("scan.nii", (10, 9, 3), FLOAT_VOXELS),
-        "refused",
-        "the header dimensions disagree with the data: the file holds 1080 bytes (3 slices) more",
-    ),
-    Case(
-        "nifti-dims-huge",
-        "header declares 30000 x 30000 x 30000 voxels",
-        _raw_nifti("scan.nii.gz", (30000, 30000, 30000), FLOAT_VOXELS),
-        "refused",
-        "header declares dimensions (30000, 30000, 30000) (2.7e+13 voxels), beyond what medsr will allocate",
-    ),
-    Case(
-        "nifti-dims-4gb",
-        "tiny `.nii.gz` declaring 1000^3 float32 (4 GB, under the voxel cap)",
-        _raw_nifti("scan.nii.gz", (1000, 1000, 1000), FLOAT_VOXELS),
-        "refused",
-        "compressed file cannot hold that much (deflate expands at most 1032:1)",
-    ),
-    Case(
-        "nifti-dim-zero",
-        "a dimension of 0 voxels",
-        _raw_nifti("scan.nii", (10, 9, 0), b""),
-        "refused",
-        "declares an empty volume (10, 9, 0)",
-    ),
-    Case(
-        "nifti-bad-datatype",
-        "unknown datatype code",
-        _patched(_raw_nifti("scan.nii", SHAPE, FLOAT_VOXELS), 70, np.int16(1234).tobytes()),
-        "refused",
-        "not a readable NIfTI file",
-    ),
-    Case(
-        "nifti-complex",
-        "complex-valued voxels",
-        _nifti(_data().astype(np.complex64)),
-        "refused",
-        "holds complex voxels (complex64); medsr upscales real-valued images",
-    ),
-    Case(
-        "fifo",
-        "a named pipe called `scan.nii.gz` (would block a reader)",
-        _special("fifo"),
-        "refused",
-        "not a regular file or folder (a pipe, socket or device)",
-    ),
-    Case(
-        "device",
-        "`scan.nii.gz` linked to the null device",
-        _special("device"),
-        "refused",
-        "not a regular file or folder",
-    ),
-    # NIfTI: shapes and values
-    Case(
-        "nifti-2d",
-        "a 2-D image",
-        _nifti(_data()[:, :, 0]),
-        "refused",
-        "is 2-D (10, 9); medsr upscales 3-D volumes",
-    ),
-    Case(
-        "nifti-4d",
-        "a 4-D series without `--volume-index`",
-        _nifti(np.stack([_data()] * 3, -1)),
-        "refused",
-        "is 4-D (10, 9, 6, 3); medsr upscales 3-D volumes: pass one volume with --volume-index (0..2)",
-    ),
-    Case(
-        "nifti-one-slice",
-        "a single slice (10 x 9 x 1)",
-        _nifti(_data()[:, :, :1]),
-        "refused",
-        "has a single slice along axis 2",
-        "upscale",
-    ),
-    Case(
-        "nifti-nan-inf",
-        "NaN, +Inf and -Inf voxels",
-        _nifti(NAN_DATA),
-        "repaired",
-        "1 NaN voxel(s) set to 0 and 2 infinite voxel(s) clipped to the finite range",
-        "upscale",
-    ),
-    Case(
-        "nifti-all-nan",
-        "every voxel NaN",
-        _nifti(np.full(SHAPE, np.nan, np.float32)),
-        "refused",
-        "every voxel is NaN or infinite",
-        "upscale",
-    ),
-    Case("nifti-zero", "all-zero volume", _nifti(np.zeros(SHAPE, np.float32)), "accepted"),
-    Case(
-        "nifti-constant",
-        "constant volume (every voxel 7)",
-        _nifti(np.full(SHAPE, 7.0, np.float32)),
-        "accepted",
-    ),
-    Case(
-        "nifti-anisotropy-20",
-        "20:1 anisotropy (0.5 x 0.5 x 10 mm)",
-        _nifti(_data(), make_affine((0.5, 0.5, 10.0), rng=np.random.default_rng(8))),
-        "accepted",
-    ),
-    # NIfTI: geometry
-    Case(
-        "nifti-singular",
-        "singular sform (a zero column), no qform",
-        _raw_nifti("scan.nii", SHAPE, FLOAT_VOXELS, sform=SINGULAR, qform=None),
-        "refused",
-        "the sform affine is singular",
-    ),
-    Case(
-        "nifti-nonfinite",
-        "NaN in the sform",
-        _raw_nifti("scan.nii", SHAPE, FLOAT_VOXELS, sform=np.where(np.eye(4) > 0, np.nan, 0.0), qform=None),
-        "refused",
-        "the sform affine is not finite",
-    ),
-    Case(
-        "nifti-sheared",
-        "sheared (non-orthogonal) sform, e.g. an uncorrected gantry tilt",
-        _nifti(_data(), SHEARED),
-        "repaired",
-        "affine is sheared",
-    ),
-    Case(
-        "nifti-sform-qform",
-        "sform and qform that disagree by 7.5 mm",
-        _raw_nifti("scan.nii", SHAPE, FLOAT_VOXELS, sform=AFFINE, qform=QFORM),
-        "repaired",
-        "the sform and qform disagree by up to 7.48 mm; medsr uses the sform",
-    ),
-    Case(
-        "nifti-no-orientation",
-        "sform and qform codes both 0",
-        _raw_nifti("scan.nii", SHAPE, FLOAT_VOXELS, sform=None, qform=None),
-        "repaired",
-        "no sform or qform (both codes 0), so the orientation is unknown",
-    ),
-    # NRRD / MetaImage
-    Case(
-        "mha-truncated",
-        "`.mha` missing its last 500 bytes",
-        _itk("scan.mha", lambda b: b[:-500]),
-        "refused",
-        "truncated: the header declares (10, 9, 6)",
-    ),
-    Case(
-        "mha-dims-huge",
-        "`.mha` declaring 100000^3 voxels",
-        _itk("scan.mha", _header_dims("100000 100000 100000")),
-        "refused",
-        "beyond what medsr will allocate",
-    ),
-    Case(
-        "mha-dims-2gb",
-        "`.mha` declaring 1000 x 1000 x 500 float32 over 2 kB of data",
-        _itk("scan.mha", _header_dims("1000 1000 500")),
-        "refused",
-        "truncated: the header declares (1000, 1000, 500)",
-    ),
-    Case(
-        "mhd-no-raw",
-        "`.mhd` whose data file is missing",
-        _itk("scan.mhd", drop_raw=True),
-        "refused",
-        "its header names the data file 'scan.raw', which is missing",
-    ),
-    Case(
-        "nrrd-truncated",
-        "gzip `.nrrd` missing its last 200 bytes",
-        _itk("scan.nrrd", lambda b: b[:-200]),
-        "refused",
-        "not a readable NRRD file",
-    ),
-    Case(
-        "nrrd-junk",
-        "random bytes named `.nrrd`",
-        _bytes("scan.nrrd", b"\x01\x02" * 700),
-        "refused",
-        "not a readable NRRD file",
-    ),
-    # DICOM
-    Case(
-        "dicom-missing-slice",
-        "series with a slice missing",
-        _series(BROKEN["missing-slice"][0]),
-        "refused",
-        "non-uniform slice spacing: expected 2.500 mm",
-    ),
-    Case(
-        "dicom-duplicate",
-        "two slices at the same position",
-        _series(BROKEN["duplicate"][0]),
-        "refused",
-        "duplicate slice position",
-    ),
-    Case(
-        "dicom-mixed-series",
-        "two series in one folder",
-        _series(extra=_second_series),
-        "refused",
-        "holds 2 DICOM series; pass --series UID with one of",
-    ),
-    Case(
-        "dicom-mixed-orientation",
-        "one slice tilted 5.7 degrees",
-        _series(BROKEN["mixed-orientation"][0]),
-        "refused",
-        "slices have different orientations",
-    ),
-    Case(
-        "dicom-no-position",
-        "a slice without ImagePositionPatient",
-        _series(BROKEN["missing-ipp"][0]),
-        "refused",
-        "missing ImagePositionPatient",
-    ),
-    Case(
-        "dicom-cut-header",
-        "a slice cut off inside its header",
-        _series(extra=_cut_header),
-        "refused",
-        "DICOM file without SeriesInstanceUID or SOPInstanceUID: it is truncated or damaged",
-    ),
-    Case(
-        "dicom-cut-pixels",
-        "a slice cut off inside its pixel data (pydicom's MR_truncated.dcm)",
-        _test_file("MR_truncated.dcm"),
-        "refused",
-        "pixel data cannot be read",
-    ),
-    Case(
-        "dicom-huge-rows",
-        "slices declaring 60000 x 60000 pixels",
-        _series(lambda k, ds: setattr(ds, "Rows", 60000) or setattr(ds, "Columns", 60000)),
-        "refused",
-        "beyond what medsr will allocate",
-    ),
-    Case(
-        "dicom-jpeg-ls",
-        "JPEG-LS compressed pixels, no decoder installed",
-        _test_file("MR_small_jpeg_ls_lossless.dcm"),
-        "refused",
-        "cannot decode its JPEG-LS Lossless Image Compression pixel data",
-    ),
-    Case(
-        "dicom-sr",
-        "a structured report (pydicom's test-SR.dcm)",
-        _test_file("test-SR.dcm", single=False),
-        "refused",
-        "not an image (Modality SR, Comprehensive SR Storage",
-    ),
-    Case(
-        "dicom-rtstruct",
-        "an RT structure set (pydicom's rtstruct.dcm)",
-        _test_file("rtstruct.dcm", single=False),
-        "refused",
-        "not an image (Modality RTSTRUCT, RT Structure Set Storage",
-    ),
-    Case(
-        "dicom-rtdose",
-        "a 15-frame RT dose grid (pydicom's rtdose.dcm)",
-        _test_file("rtdose.dcm"),
-        "refused",
-        "multi-frame DICOM (RT Dose Storage, 15 frames) is not supported yet",
-    ),
-    Case(
-        "dicom-enhanced-ct",
-        "an Enhanced CT multi-frame object",
-        _enhanced_ct,
-        "refused",
-        "multi-frame DICOM (Enhanced CT Image Storage, 5 frames) is not supported yet",
-    ),
-    Case(
-        "dicom-path-tags",
-        "tags holding paths and shell text (`../../etc/passwd`, `rm -rf ~`)",
-        _series(_tag_paths),
-        "accepted",
-    ),
-]
-BY_ID = {case.id: case for case in CASES}
 
 
 # ---------------------------------------------------------------- helpers
@@ -858,7 +278,7 @@ def test_batch_names_from_odd_file_names_stay_in_the_output_folder(tmp_path: Pat
     scans.mkdir()
     names = ["-o.nii.gz", "a b;rm -rf ~.nii.gz", "évolution.nii.gz", "..hidden.nii.gz", "$(touch x).nii.gz"]
     for name in names:
-        nib.save(nib.Nifti1Image(_data(), AFFINE), str(scans / name))
+        nib.save(nib.Nifti1Image(sample_data(), AFFINE), str(scans / name))
     out = tmp_path / "out"
     result = _run("infer", scans, "-o", out, "--method", "nearest", "--factor", "2", "--no-progress")
     assert result.exit_code == 0, result.output
@@ -894,7 +314,7 @@ def any_affine(draw) -> np.ndarray:
 def test_upscaled_files_keep_extent_for_any_affine(tmp_path_factory, affine, factor, suffix) -> None:
     """Any affine (sheared too) and factor: the written output covers the input's extent, read back by nibabel/ITK."""
     folder = tmp_path_factory.mktemp("g")
-    volume = make_volume(_data((5, 4, 3)), affine)
+    volume = make_volume(sample_data((5, 4, 3)), affine)
     out = interpolate_upscale(volume, 2, factor, "linear")
     path = folder / f"up{suffix}"
     save_volume(out, path)
@@ -917,7 +337,7 @@ def test_upscaled_files_keep_extent_for_any_affine(tmp_path_factory, affine, fac
 def seed_files(tmp_path_factory) -> dict[str, bytes]:
     """One small valid file per format, to be damaged byte by byte."""
     folder = tmp_path_factory.mktemp("seeds")
-    data = _data((6, 5, 4))
+    data = sample_data((6, 5, 4))
     seeds = {}
     for suffix in (".nii", ".nii.gz"):
         nib.save(nib.Nifti1Image(data, AFFINE), str(folder / f"s{suffix}"))
@@ -961,54 +381,12 @@ def test_damaged_files_give_a_medsr_error_or_a_volume(
 # ---------------------------------------------------------------- untrusted checkpoints (--model)
 
 
-class _RunsACommand:
-    """A pickle payload: unpickling it runs a shell command that creates ``marker``."""
-
-    def __init__(self, marker: Path) -> None:
-        self.marker = marker
-
-    def __reduce__(self):
-        return (os.system, (f"touch {shlex.quote(str(self.marker))}",))
-
-
-def _evil_checkpoint(path: Path, wrapping: str, marker: Path) -> Path:
-    """A crafted pickle (plain, or inside a torch.save zip), proven to run its command when unpickled."""
-    import pickle
-
-    import torch
-
-    if wrapping == "pickle":
-        path.write_bytes(pickle.dumps(_RunsACommand(marker)))
-        pickle.loads(path.read_bytes())
-    else:  # (torch.load picks its reader by suffix: prove the payload under a .pt name, then rename)
-        staged = path.with_name("payload.pt")
-        torch.save({"state_dict": _RunsACommand(marker)}, staged)
-        torch.load(staged, weights_only=False)
-        staged.rename(path)
-    assert marker.exists(), "the payload does not run: this test could not fail"
-    marker.unlink()
-    return path
-
-
-CHECKPOINTS = [
-    ("a pickle that runs a shell command, named `evil.pt`, `evil.pth`, `evil.ckpt`, `evil.safetensors`, `evil`",
-     "test_model_that_runs_a_command_is_refused[pickle-*]",
-     "refuses it before unpickling anything: exit 2, `medsr never unpickles checkpoints`; the command never runs"),
-    ("the same payload inside a `torch.save` zip (`.pt`, `.safetensors`...)",
-     "test_model_that_runs_a_command_is_refused[torch.save-*]", "the same"),
-    ("a safetensors header whose length field points past the end of the file",
-     "test_damaged_safetensors_model_is_refused", "refused: exit 2, `not a safetensors checkpoint`"),
-    ("a batch run with such a `--model`", "test_batch_with_an_evil_model_fails_each_scan_cleanly",
-     "each scan fails with that reason in the report, exit 1, nothing runs"),
-]  # fmt: skip
-
-
 @pytest.mark.parametrize("name", ["evil.pt", "evil.pth", "evil.ckpt", "evil.safetensors", "evil"])
 @pytest.mark.parametrize("wrapping", ["pickle", "torch.save"])
 def test_model_that_runs_a_command_is_refused(tmp_path: Path, wrapping: str, name: str) -> None:
     marker = tmp_path / "pwned"
-    model = _evil_checkpoint(tmp_path / name, wrapping, marker)
-    src = _nifti(_data())(tmp_path)
+    model = evil_checkpoint(tmp_path / name, wrapping, marker)
+    src = nifti_builder(sample_data())(tmp_path)
     out = tmp_path / "out"
     out.mkdir()
     result = _run("infer", src, "--model", model, "-o", out / "up.nii.gz")
@@ -1025,7 +403,7 @@ def test_model_that_runs_a_command_is_refused(tmp_path: Path, wrapping: str, nam
 def test_damaged_safetensors_model_is_refused(tmp_path: Path) -> None:
     model = tmp_path / "cut.safetensors"
     model.write_bytes((10**6).to_bytes(8, "little") + b'{"w": {"dtype": "F32"')
-    src = _nifti(_data())(tmp_path)
+    src = nifti_builder(sample_data())(tmp_path)
     result = _run("infer", src, "--model", model, "-o", tmp_path / "up.nii.gz")
     assert result.exit_code == 2 and "not a safetensors checkpoint" in result.stderr, result.output
     assert not (tmp_path / "up.nii.gz").exists()
@@ -1033,11 +411,11 @@ def test_damaged_safetensors_model_is_refused(tmp_path: Path) -> None:
 
 def test_batch_with_an_evil_model_fails_each_scan_cleanly(tmp_path: Path) -> None:
     marker = tmp_path / "pwned"
-    model = _evil_checkpoint(tmp_path / "model.safetensors", "torch.save", marker)
+    model = evil_checkpoint(tmp_path / "model.safetensors", "torch.save", marker)
     scans = tmp_path / "scans"
     scans.mkdir()
     for i in range(2):
-        nib.save(nib.Nifti1Image(_data(), AFFINE), str(scans / f"s{i}.nii.gz"))
+        nib.save(nib.Nifti1Image(sample_data(), AFFINE), str(scans / f"s{i}.nii.gz"))
     result = _run("infer", scans, "--model", model, "-o", tmp_path / "out", "--no-progress")
     assert result.exit_code == 1, result.output
     report = json.loads((tmp_path / "out" / "medsr_batch.json").read_text())
@@ -1050,88 +428,22 @@ def test_batch_with_an_evil_model_fails_each_scan_cleanly(tmp_path: Path) -> Non
 # ---------------------------------------------------------------- docs/robustness.md
 
 
-_START, _END = "<!-- generated: corpus -->", "<!-- end generated -->"
-_OUTCOME = {
-    "refused": "refuses it: exit 2, one line, no output",
-    "repaired": "repairs it, one warning line, exit 0",
-    "accepted": "upscales it, exit 0",
-}
-
-
-def render_table() -> str:
-    """The generated part of docs/robustness.md: the corpus and the fault rows of tests/test_faults.py."""
-    from tests.test_faults import FAULTS
-
-    rows = [
-        "| Bad input | Case id | What medsr does | The message says (asserted by the tests) |",
-        "|---|---|---|---|",
-    ]
-    for case in CASES:
-        said = f"`{case.message}`" if case.message else "(no message)"
-        rows.append(f"| {case.input} | `{case.id}` | {_OUTCOME[case.outcome]} | {said} |")
-    faults = ["| Fault | Test | What medsr does |", "|---|---|---|"]
-    faults += [f"| {fault} | `{test}` | {does} |" for fault, test, does in FAULTS]
-    models = ["| Untrusted `--model` file | Test | What medsr does |", "|---|---|---|"]
-    models += [f"| {what} | `{test}` | {does} |" for what, test, does in CHECKPOINTS]
-    paths = ["| Path hazard | Test | What medsr does |", "|---|---|---|"]
-    paths += [f"| {what} | `{test}` | {does} |" for what, test, does in PATHS]
-    props = ["| Property (hypothesis) | Test | What holds |", "|---|---|---|"]
-    props += [f"| {what} | `{test}` | {does} |" for what, test, does in PROPERTIES]
-    return "\n".join([_START, "", *rows, "", *faults, "", *models, "", *paths, "", *props, "", _END])
-
-
-PATHS = [
-    ("DICOM tags holding `../../etc/passwd`, `..\\..\\WINDOWS`, `rm -rf ~`", "test_dicom_tags_never_name_files",
-     "files are named `IM_0001.dcm`... inside `<folder>_medsr/`; the tags are copied as values only"),
-    ("any text used as a name (hypothesis, 300 examples)", "test_safe_name_stays_inside_any_folder",
-     "`safe_name` keeps `A-Z a-z 0-9 . _ -`, no leading dot or dash, 120 characters at most"),
-    ("batch inputs named `-o.nii.gz`, `a b;rm -rf ~.nii.gz`, `$(touch x).nii.gz`, `évolution.nii.gz`, `..hidden.nii.gz`",
-     "test_batch_names_from_odd_file_names_stay_in_the_output_folder",
-     "outputs `o_medsr`, `a_b_rm_-rf_medsr`, `touch_x_medsr`, `volution_medsr` in the output folder; dot files skipped"),
-]  # fmt: skip
-
-
-PROPERTIES = [
-    ("any NIfTI/NRRD/MHA/DICOM file with random bytes changed and/or its end cut off (200 examples)",
-     "test_damaged_files_give_a_medsr_error_or_a_volume",
-     "a MedsrError naming the file, or a readable volume; never another exception"),
-    ("any oblique, flipped, anisotropic or sheared affine, any factor, NIfTI or MHA output (25 examples)",
-     "test_upscaled_files_keep_extent_for_any_affine", "the written output covers the input's physical extent"),
-    ("any order of a series' files", "tests/test_dicom_properties.py::test_any_order_of_the_files_gives_the_same_volume",
-     "the same volume and affine"),
-    ("any file names, sub-folders, InstanceNumber and SliceLocation",
-     "tests/test_dicom_properties.py::test_names_folders_and_instance_numbers_do_not_matter", "the same volume and affine"),
-    ("any junk file beside a series (random bytes, DICOM-like prefixes)",
-     "tests/test_dicom_properties.py::test_junk_beside_the_series_is_skipped_or_named",
-     "skipped (the same volume), or a MedsrError naming that file"),
-    ("any run of consecutive slices", "tests/test_dicom_properties.py::test_any_run_of_slices_is_the_matching_sub_volume",
-     "the matching sub-volume, its affine shifted to the first slice"),
-    ("any interior slice missing, or any slice twice",
-     "tests/test_dicom_properties.py::test_a_gap_or_a_twin_slice_is_always_refused", "refused (non-uniform spacing / duplicate position)"),
-    ("any oblique grid written as DICOM and read back",
-     "tests/test_dicom_properties.py::test_write_then_read_puts_every_voxel_back_in_place",
-     "every voxel back at the same world position with the same value"),
-]  # fmt: skip
-
-
 def test_docs_table_is_current() -> None:
-    text = DOC.read_text(encoding="utf-8")
-    assert _START in text and _END in text, f"{DOC} lost its generated-table markers"
-    current = text[text.index(_START) : text.index(_END) + len(_END)]
-    assert current == render_table(), f"{DOC} is out of date: run `python -m tests.test_robustness`"
+    """docs/robustness.md's generated tables match the corpus (scripts/render_robustness.py --check)."""
+    spec = importlib.util.spec_from_file_location(
+        "render_robustness", ROOT / "scripts" / "render_robustness.py"
+    )
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    assert script.main(["--check"]) == 0, (
+        f"{script.DOC} is out of date: run `python scripts/render_robustness.py`"
+    )
 
 
 def test_every_row_names_a_real_test() -> None:
-    from tests import test_dicom_properties
-
+    tree = ast.parse((ROOT / "tests" / "test_dicom_properties.py").read_text(encoding="utf-8"))
+    in_properties = {node.name for node in tree.body if isinstance(node, ast.FunctionDef)}
     for _, test, _ in [*CHECKPOINTS, *PATHS, *PROPERTIES]:
         module, _, name = test.rpartition("::")
-        scope = vars(test_dicom_properties) if module else globals()
-        assert callable(scope.get(name.split("[")[0])), test
-
-
-if __name__ == "__main__":
-    text = DOC.read_text(encoding="utf-8")
-    head, tail = text[: text.index(_START)], text[text.index(_END) + len(_END) :]
-    DOC.write_text(head + render_table() + tail, encoding="utf-8")
-    print(f"wrote {DOC}")
+        name = name.split("[")[0]
+        assert (name in in_properties) if module else callable(globals().get(name)), test

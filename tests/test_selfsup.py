@@ -12,17 +12,20 @@ from nibabel.affines import apply_affine
 import medsr
 from medsr import geometry
 from medsr.errors import MedsrError
-from medsr.evaluation.baselines import interpolate_upscale
-from medsr.inference.apply import batch_plan, upscale_volume
-from medsr.inference.patches import PatchSampler, estimate_noise, input_noise, make_stacks
+from medsr.inference.interpolate import interpolate_upscale
 from medsr.inference.predict import upscale
-from medsr.inference.selfsup import config_with, selfsup_upscale
+from medsr.inference.selfsup.apply import batch_plan, upscale_volume
+from medsr.inference.selfsup.config import config_with
+from medsr.inference.selfsup.noise import estimate_noise, input_noise
+from medsr.inference.selfsup.pairs import make_stacks
+from medsr.inference.selfsup.pipeline import selfsup_upscale
+from medsr.inference.selfsup.sampler import PatchSampler
 from medsr.io.volume import affine_of, make_volume
 from medsr.models import MODELS, SliceSR2d
-from medsr.training.checkpoint import read_meta
+from medsr.runtime.checkpoint import read_meta
 from medsr.transforms.array import simulate_thick_slices
 from medsr.transforms.functional import apply_slab_weights, slab_weights
-from tests.conftest import DEVICES, blob_volume, make_affine
+from tests.helpers.volumes import DEVICES, blob_volume, make_affine
 
 #: A small network so that each test trains in seconds (same class and code path as the default).
 TINY = config_with(features=16, blocks=2, batch=8, patch=(8, 24))

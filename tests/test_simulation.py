@@ -26,7 +26,7 @@ from medsr.transforms import (
 )
 from medsr.transforms.functional import FWHM_PER_SIGMA
 from medsr.transforms.noise import foreground_signal
-from tests.conftest import DEVICES, blob_volume, make_affine
+from tests.helpers.volumes import DEVICES, blob_volume, make_affine
 
 
 def volume(shape=(6, 5, 24), spacing=(0.9, 1.1, 1.0), seed=0, channels=1, **affine_kw):

@@ -12,12 +12,12 @@ from typer.testing import CliRunner
 
 from medsr.cli.main import app
 from medsr.inference.predict import upscale
-from medsr.inference.selfsup import config_with
+from medsr.inference.selfsup.config import config_with
 from medsr.io.readers import load_volume
 from medsr.io.slice_facts import read_slice_facts
+from medsr.jobs.simulate_file import simulate_file
 from medsr.transforms.array import simulate_thick_slices
-from medsr.transforms.simulate_file import simulate_file
-from tests.conftest import blob_volume, make_affine
+from tests.helpers.volumes import blob_volume, make_affine
 
 TINY = config_with(features=16, blocks=2, batch=8, patch=(8, 24))
 
@@ -149,3 +149,23 @@ def test_a_simulated_dicom_series_records_its_slice_thickness(tmp_path: Path, ax
     thicknesses = [float(pydicom.dcmread(f).SliceThickness) for f in files]
     assert thicknesses == pytest.approx([expected or gap] * len(files))
     assert load_volume(folder).meta["slice_thickness"] == pytest.approx(expected or gap)
+
+
+def test_the_slice_profile_is_resolved_once_with_its_sources(hr_nifti: Path, oblique_nifti: Path) -> None:
+    """resolve_slice_profile: given > sidecar > spacing for the thickness (spacing: not known), and the
+    shape from a simulate sidecar only for a method that trains on it."""
+    from medsr.inference.slice_profile import SPACING_SOURCE, resolve_slice_profile
+    from medsr.profiles import SliceProfile
+
+    path = simulated(hr_nifti)
+    lr, sidecar = load_volume(path), str(path.with_name("hr_lr.json"))
+    assert resolve_slice_profile(lr, 2, None, None, reads_shape=True) == SliceProfile(
+        2.0, sidecar, True, "boxcar", sidecar
+    )
+    assert resolve_slice_profile(lr, 2, 3.0, "gaussian", reads_shape=True) == SliceProfile(
+        3.0, "given", True, "gaussian", "given"
+    )
+    assert resolve_slice_profile(lr, 2, None, None).shape_source is None  # bspline, a trained or reused model
+    plain = resolve_slice_profile(load_volume(oblique_nifti), 2, None, None, reads_shape=True)
+    assert plain.thickness_mm == pytest.approx(4.0) and not plain.thickness_known
+    assert plain.facts() == {"thickness_mm": plain.thickness_mm, "thickness_source": SPACING_SOURCE}

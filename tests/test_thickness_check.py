@@ -9,12 +9,13 @@ from scipy import ndimage
 
 from medsr import geometry
 from medsr.inference.predict import upscale
-from medsr.inference.selfsup import config_with, robust_range
-from medsr.inference.thickness_check import estimate_thickness, looks_thin
+from medsr.inference.selfsup.config import config_with
+from medsr.inference.selfsup.pipeline import intensity_range
+from medsr.inference.selfsup.thickness import estimate_thickness, looks_thin
 from medsr.io.readers import load_volume
 from medsr.io.volume import affine_of, make_volume
 from medsr.transforms.array import simulate_thick_slices
-from tests.conftest import make_affine
+from tests.helpers.volumes import make_affine
 
 TINY = config_with(features=16, blocks=2, batch=8, patch=(8, 24))
 
@@ -29,7 +30,7 @@ def texture_volume(shape=(84, 104, 96), spacing=(1.0, 0.8, 1.0), seed=0):
 
 def estimate(lr) -> float | None:
     data = lr.as_tensor()[0].float()
-    lo, hi = robust_range(data, (0.5, 99.5))
+    lo, hi = intensity_range(data, (0.5, 99.5))
     sizes = geometry.voxel_sizes(affine_of(lr))
     return estimate_thickness((data - lo) / (hi - lo), 2, sizes, "gaussian")
 

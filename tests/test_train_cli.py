@@ -17,8 +17,8 @@ from medsr.io.manifest import read_manifest, verify_row
 from medsr.io.readers import load_volume
 from medsr.io.volume import affine_of, make_volume
 from medsr.io.writers import save_volume
-from tests.conftest import blob_volume, make_affine
-from tests.train_helpers import tiny_overrides, write_tiny_set
+from tests.helpers.train import tiny_overrides, write_tiny_set
+from tests.helpers.volumes import blob_volume, make_affine
 
 runner = CliRunner()
 REPO = Path(__file__).parents[1]

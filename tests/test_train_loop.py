@@ -12,12 +12,12 @@ import torch
 import yaml
 
 from medsr.errors import MedsrError
+from medsr.runtime.checkpoint import read_checkpoint, read_meta
 from medsr.training import loop
-from medsr.training.checkpoint import read_checkpoint, read_meta
 from medsr.training.config import config_to_dict, load_config
 from medsr.training.data import PatchDataset, cached_dataset, manifest_items
 from medsr.training.losses import SRLoss
-from tests.train_helpers import tiny_overrides, write_tiny_set
+from tests.helpers.train import tiny_overrides, write_tiny_set
 
 
 @pytest.fixture(scope="module")

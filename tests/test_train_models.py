@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from medsr.inference.checkpoint_predict import halo
 from medsr.models import MODELS, DeepResolve3d, Shuffle3d
 from medsr.models.interp import cubic_weights, linear_weights, resample_last, upscale_positions
 from medsr.models.shuffle3d import shuffle_last
+from medsr.runtime.sliding import halo
 
 CASES = [
     ("deepresolve3d", {"features": 6, "depth": 4}),

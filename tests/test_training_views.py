@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-import medsr.inference.training_views as views
-from medsr.inference.patches import PatchSampler, make_stacks
-from medsr.inference.training_views import rotate_slices, training_stacks
+import medsr.inference.selfsup.pairs as views
+from medsr.inference.selfsup.pairs import make_stacks, rotate_slices, training_stacks
+from medsr.inference.selfsup.sampler import PatchSampler
 
 
 def bar_image(shape: tuple[int, int], spacing: tuple[float, float], half_length: float, half_width: float):

@@ -66,12 +66,12 @@ def benchmark(
     sharpness, time, peak memory per method) and panel_{axial,coronal,sagittal}.png (LR, each method,
     HR and absolute-error maps in one window). Without --axis: the thickest axis, else the one closest to S.
     """
-    from medsr.evaluation.benchmark import BenchmarkOptions, parse_methods, run_benchmark
+    from medsr.inference.options import SelfSupOptions
+    from medsr.jobs.benchmark import BenchmarkOptions, parse_methods, run_benchmark
     from medsr.runtime.device import resolve_device
 
     resolve_device(device)  # every method, before the scan is read
     specs = parse_methods(methods)
-    learner = {"budget_s": budget, "steps": steps, "device": device, "seed": seed}
     opts = BenchmarkOptions(
         factor=factor,
         thickness=thickness,
@@ -81,7 +81,7 @@ def benchmark(
         mask=mask,
         noise=noise,
         window=window,
-        learner=learner,
+        selfsup=SelfSupOptions(budget_s=budget, steps=steps, device=device, seed=seed),
         isolate=isolate,
         overwrite=overwrite,
         progress=progress,

@@ -8,7 +8,19 @@ from typing import Annotated, Any
 
 import typer
 
-from medsr.cli.options import Dtype, MedsrCommand, Overwrite
+from medsr.cli.options import (
+    Budget,
+    Device,
+    Dtype,
+    Factor,
+    MedsrCommand,
+    Overwrite,
+    Progress,
+    Seed,
+    Spacing,
+    Steps,
+    TrainedModel,
+)
 
 
 class Level(str, Enum):
@@ -80,10 +92,8 @@ def bids(
         str | None,
         typer.Option("--method", help="As medsr infer: selfsup (default), bspline, linear, nearest."),
     ] = None,
-    factor: Annotated[
-        float | None, typer.Option("--factor", help="Upscaling factor along the slice axis.")
-    ] = None,
-    spacing: Annotated[float | None, typer.Option("--spacing", help="Target slice spacing in mm.")] = None,
+    factor: Factor = None,
+    spacing: Spacing = None,
     thickness: Annotated[
         float | None,
         typer.Option(
@@ -93,21 +103,17 @@ def bids(
     profile: Annotated[
         str | None, typer.Option("--profile", help="selfsup: gaussian, boxcar or mixed.")
     ] = None,
-    model: Annotated[
-        Path | None, typer.Option("--model", exists=True, help="Checkpoint from medsr train.")
-    ] = None,
-    budget: Annotated[
-        float | None, typer.Option("--budget", help="selfsup training budget in seconds.")
-    ] = None,
-    steps: Annotated[int | None, typer.Option("--steps", help="selfsup training steps.")] = None,
-    device: Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")] = "auto",
-    seed: Annotated[int, typer.Option("--seed", help="Random seed for training.")] = 0,
+    model: TrainedModel = None,
+    budget: Budget = None,
+    steps: Steps = None,
+    device: Device = "auto",
+    seed: Seed = 0,
     dtype: Dtype = None,
     overwrite: Overwrite = False,
     include_3d: Annotated[
         bool, typer.Option("--include-3d", help="Also upscale 3D acquisitions (MRAcquisitionType 3D).")
     ] = False,
-    progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show progress bars.")] = True,
+    progress: Progress = True,
 ) -> None:
     """BIDS App: upscale the thick-slice anatomical images of BIDS_DIR into the derivative OUTPUT_DIR.
 
@@ -121,8 +127,8 @@ def bids(
         table, rows = job.run_group(output_dir)
         typer.echo(f"group: {rows} outputs in {table}")
         return
-    from medsr.cli.infer import infer_options
     from medsr.jobs.bids_layout import DEFAULT_SUFFIXES
+    from medsr.jobs.infer import infer_options
 
     opts = infer_options(
         method=method,

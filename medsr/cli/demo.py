@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from medsr.cli.options import Overwrite
+from medsr.cli.options import Overwrite, Progress
 
 
 def demo(
@@ -21,12 +21,13 @@ def demo(
         float | None, typer.Option("--budget", help="selfsup training budget, seconds.")
     ] = None,
     overwrite: Overwrite = False,
-    progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show progress bars.")] = True,
+    progress: Progress = True,
 ) -> None:
     """Simulate 4 mm axial slices from the bundled 1 mm MNI152 T1, upscale x4, write NIfTI + PNG panel."""
-    from medsr.inference.demo import run_demo
+    from medsr.inference.options import SelfSupOptions
+    from medsr.jobs.demo import run_demo
 
-    learner = {"budget_s": budget, "progress": progress} if method == "selfsup" else {}
-    paths = run_demo(outdir, method=method, overwrite=overwrite, **learner)
+    learner = SelfSupOptions(budget_s=budget, progress=progress) if method == "selfsup" else None
+    paths = run_demo(outdir, method=method, overwrite=overwrite, learner=learner)
     for key in ("lr", "sr", "panel"):
         typer.echo(f"wrote {paths[key]}")

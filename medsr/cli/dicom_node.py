@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from medsr.cli.options import Dtype
+from medsr.cli.options import Budget, Device, Dtype, Factor, Seed, Spacing, Steps, TrainedModel
 
 
 def dicom_node(
@@ -52,23 +52,17 @@ def dicom_node(
             show_default=False,
         ),
     ] = None,  # fmt: skip
-    factor: Annotated[
-        float | None, typer.Option("--factor", help="Upscaling factor along the slice axis.")
-    ] = None,
-    spacing: Annotated[float | None, typer.Option("--spacing", help="Target slice spacing in mm.")] = None,
+    factor: Factor = None,
+    spacing: Spacing = None,
     thickness: Annotated[float | None, typer.Option("--thickness", help="Slice profile FWHM in mm.")] = None,
     profile: Annotated[
         str | None, typer.Option("--profile", help="selfsup: gaussian, boxcar or mixed.", show_default=False)
     ] = None,
-    model: Annotated[
-        Path | None, typer.Option("--model", exists=True, help="Checkpoint from medsr train.")
-    ] = None,
-    budget: Annotated[
-        float | None, typer.Option("--budget", help="selfsup training budget in seconds.")
-    ] = None,
-    steps: Annotated[int | None, typer.Option("--steps", help="selfsup training steps.")] = None,
-    device: Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")] = "auto",
-    seed: Annotated[int, typer.Option("--seed", help="Random seed for training.")] = 0,
+    model: TrainedModel = None,
+    budget: Budget = None,
+    steps: Steps = None,
+    device: Device = "auto",
+    seed: Seed = 0,
     dtype: Dtype = None,
 ) -> None:
     """Run a DICOM storage node: CT/MR series sent to it are upscaled and sent to --forward.
@@ -77,11 +71,11 @@ def dicom_node(
     ended. Results stay in WORKDIR/outbox until every instance was stored by --forward; series that fail
     go to WORKDIR/failed with reason.txt. Stop with SIGTERM or Ctrl-C; the next start resumes.
     """
-    from medsr.cli.infer import infer_options
     from medsr.errors import MedsrError
     from medsr.inference.predict import METHODS
     from medsr.jobs.dicom_node import Destination, NodeConfig, run_node
     from medsr.jobs.dicom_node.forward import check_ae_title
+    from medsr.jobs.infer import infer_options
 
     check_ae_title(ae_title, "--ae-title")
     if not 0 < port < 65536:

@@ -42,8 +42,8 @@ def evaluate(
     reported. The upscaled axis and factor come from SR's sidecar (<stem>.json written by medsr infer),
     else --axis/--factor, else the thickest axis (the axis closest to S for isotropic voxels).
     """
-    from medsr.evaluation.compare import evaluate_files
     from medsr.evaluation.report import dumps, evaluation_text, save_json
+    from medsr.jobs.evaluate_files import evaluate_files
 
     result = evaluate_files(sr, hr, mask=mask, axis=axis, factor=factor)
     if output is not None:

@@ -56,3 +56,14 @@ Dtype = Annotated[
 Axis = Annotated[
     str | None, typer.Option("--axis", help="Array axis 0/1/2 or world direction R/A/S (default: thickest).")
 ]
+Factor = Annotated[float | None, typer.Option("--factor", help="Upscaling factor along the slice axis.")]
+Spacing = Annotated[float | None, typer.Option("--spacing", help="Target slice spacing in mm.")]
+Device = Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")]
+Seed = Annotated[int, typer.Option("--seed", help="Random seed for training.")]
+Progress = Annotated[bool, typer.Option("--progress/--no-progress", help="Show progress bars.")]
+#: The selfsup options of the pipeline entry points (medsr bids, medsr dicom-node).
+TrainedModel = Annotated[
+    Path | None, typer.Option("--model", exists=True, help="Checkpoint from medsr train.")
+]
+Budget = Annotated[float | None, typer.Option("--budget", help="selfsup training budget in seconds.")]
+Steps = Annotated[int | None, typer.Option("--steps", help="selfsup training steps.")]

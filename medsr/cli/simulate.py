@@ -41,7 +41,7 @@ def simulate(
 
     Without --axis, slices are cut along the thickest axis (the axis closest to S if SCAN is isotropic).
     """
-    from medsr.transforms.simulate_file import simulate_file
+    from medsr.jobs.simulate_file import simulate_file
 
     out, sidecar = simulate_file(
         scan,

@@ -11,7 +11,6 @@ a half-voxel error in its affine shows up as 0.5 along that axis.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -20,8 +19,9 @@ from monai.data import MetaTensor
 
 from medsr import geometry
 from medsr.errors import MedsrError
-from medsr.evaluation import metrics
 from medsr.io.volume import affine_of, spatial_shape
+from medsr.runtime import metrics
+from medsr.runtime.normalise import robust_range
 
 #: Index maps within this many voxels of an integer are snapped (the copy is then exact).
 INDEX_ATOL = 1e-4
@@ -178,7 +178,7 @@ def evaluate_volumes(
         mask_info.update(
             edge_slab_mm=slab_mm, edge_slab_hr_voxels=width, factor=factor, factor_source=factor_source
         )
-    lo, hi = metrics.robust_range(hr_data, valid)
+    lo, hi = robust_range(hr_data, metrics.PERCENTILES, where=valid, max_voxels=None)
     result = {
         "schema": "medsr.evaluate/1",
         "sr": volume_name(sr),
@@ -260,33 +260,3 @@ def spatial_array(volume: MetaTensor) -> np.ndarray:
 def volume_name(volume: MetaTensor) -> str:
     """The volume's source path, or 'volume'."""
     return str(volume.meta.get("filename_or_obj") or "volume")
-
-
-def evaluate_files(
-    sr_path: Path,
-    hr_path: Path | None = None,
-    *,
-    mask: str = "auto",
-    axis: str | None = None,
-    factor: float | None = None,
-) -> dict[str, Any]:
-    """``medsr evaluate``: read the files (and SR's JSON sidecar) and evaluate, with or without HR.
-
-    ``mask`` is ``auto``, ``none`` or the path of a mask volume. The sidecar ``<stem>.json`` that
-    ``medsr infer`` writes beside SR supplies the upscaled ``axis`` and ``factor`` unless given.
-    """
-    from medsr.io.naming import read_sidecar, sidecar_path
-    from medsr.io.readers import load_volume
-
-    facts = read_sidecar(sidecar_path(Path(sr_path)))
-    mask_arg: str | MetaTensor = mask
-    if mask not in ("auto", "none"):
-        if not Path(mask).exists():
-            raise MedsrError(f"--mask {mask}: no such file; give auto, none or a mask volume")
-        mask_arg = load_volume(mask)
-    sr = load_volume(sr_path)
-    if hr_path is None:
-        from medsr.evaluation.noref import no_reference
-
-        return no_reference(sr, axis=axis, mask=mask_arg, facts=facts)
-    return evaluate_volumes(sr, load_volume(hr_path), mask=mask_arg, axis=axis, factor=factor, facts=facts)

@@ -17,6 +17,7 @@ from monai.data import MetaTensor
 from medsr.errors import MedsrError
 from medsr.io.atomic import atomic_output
 from medsr.io.volume import affine_of
+from medsr.runtime.normalise import robust_range
 
 VIEWS = ("axial", "coronal", "sagittal")
 
@@ -62,12 +63,11 @@ def intensity_window(volume: MetaTensor, preset: str | None = None) -> tuple[flo
         return CT_WINDOWS[preset]
     if preset is None and looks_like_ct(volume):
         return CT_WINDOWS["soft"]
-    data = volume.detach().cpu().as_subclass(torch.Tensor).numpy()
-    finite = data[np.isfinite(data)]
-    if finite.size > 2_000_000:
-        finite = finite[:: finite.size // 2_000_000]
-    lo, hi = np.percentile(finite, [0.5, 99.5]) if finite.size else (0.0, 1.0)
-    return float(lo), float(hi if hi > lo else lo + 1.0)
+    try:
+        lo, hi = robust_range(volume.detach().as_subclass(torch.Tensor), max_voxels=2_000_000)
+    except MedsrError:  # nothing finite to show: any window will do
+        lo, hi = 0.0, 1.0
+    return lo, hi if hi > lo else lo + 1.0
 
 
 def _slice(data: np.ndarray, affine: np.ndarray, world: np.ndarray, view: str):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from pathlib import Path
 from typing import Any
@@ -12,9 +13,10 @@ from monai.data import MetaTensor
 
 from medsr import geometry
 from medsr.errors import MedsrError, MedsrWarning
-from medsr.evaluation.baselines import INTERPOLATORS, METHOD_ALIASES, canonical_method, interpolate_upscale
-from medsr.inference.thickness_check import SPACING_SOURCE
-from medsr.io.volume import SLICE_KEYS, affine_of, count_nonfinite, slice_fact, spatial_shape, with_grid
+from medsr.inference.interpolate import INTERPOLATORS, METHOD_ALIASES, canonical_method, interpolate_upscale
+from medsr.inference.options import ModelOptions, SelfSupOptions, learner_options
+from medsr.inference.slice_profile import resolve_slice_profile
+from medsr.io.volume import SLICE_KEYS, affine_of, count_nonfinite, spatial_shape, with_grid
 from medsr.profiles import DEFAULT_PROFILE, MIXED_PROFILE
 from medsr.runtime.device import resolve_device
 
@@ -68,6 +70,7 @@ def upscale(
     method: str = "selfsup",
     thickness: float | None = None,
     model: str | Path | None = None,
+    learner: SelfSupOptions | ModelOptions | None = None,
     **options: Any,
 ) -> MetaTensor:
     """Upscale a volume along its through-plane axis.
@@ -81,17 +84,23 @@ def upscale(
             as ``bspline`` in ``meta["medsr"]``).
         thickness: slice profile FWHM in mm (default: the volume's ``slice_thickness`` from DICOM
             SliceThickness or a sidecar JSON, else the slice spacing, which ``selfsup`` checks against
-            the slices themselves; see :func:`slice_thickness`).
-        options: passed to the learned method (budget_s, steps, device, seed, progress, save_model;
-            ``profile``, the slice profile shape, for ``selfsup`` only: default the volume's
-            ``slice_profile`` (a ``medsr simulate`` sidecar), else Gaussian; ``"mixed"`` when unknown).
+            the slices themselves; see :func:`medsr.inference.slice_profile.resolve_slice_profile`).
+        learner: the learned method's typed options (:mod:`medsr.inference.options`); a
+            :class:`SelfSupOptions` with a trained ``model`` gives its device and progress.
+        options: the same as keywords, instead of ``learner`` (budget_s, steps, device, seed, progress,
+            save_model, config; ``profile``, the slice profile shape, for ``selfsup`` only: default the
+            volume's ``slice_profile`` (a ``medsr simulate`` sidecar), else Gaussian; ``"mixed"`` when
+            unknown; roi_size, overlap, sw_batch_size for a trained ``model``).
 
     Returns:
         MetaTensor on the upscaled grid (same physical extent, see docs/geometry.md); ``meta["medsr"]``
         holds facts for the sidecar (method, factor, timings...).
     """
-    if options.get("device") is not None:  # every method, before the volume is read or anything trains
-        resolve_device(options["device"])
+    if learner is not None and options:
+        raise MedsrError(f"upscale takes learner= or keyword options, not both (got {', '.join(options)})")
+    device = learner.device if learner is not None else options.get("device")
+    if device is not None:  # every method, before the volume is read or anything trains
+        resolve_device(device)
     if not isinstance(volume, MetaTensor):
         from medsr.io.readers import load_volume
 
@@ -106,44 +115,24 @@ def upscale(
             + ")"
         )
     ax, factor = resolve_factor(volume, axis, factor, spacing)
-    thickness, thickness_source = slice_thickness(volume, ax, thickness)
-    facts: dict[str, Any] = {
-        "method": method,
-        "axis": ax,
-        "factor": factor,
-        "thickness_mm": thickness,
-        "thickness_source": thickness_source,
-    }
     if method != "selfsup":
-        refuse_profile(method, options.pop("profile", None))
-    elif options.get("profile") is None and slice_fact(volume.meta, ax, "slice_profile") and model is None:
-        options["profile"] = volume.meta["slice_profile"]
-        facts["profile_source"] = volume.meta.get("slice_facts_source") or "the volume's metadata"
-    elif options.get("profile") is not None:
-        facts["profile_source"] = "given"
+        refuse_profile(method, options.pop("profile", None) or getattr(learner, "profile", None))
+    learner = _typed_learner(method, learner, options)
+    selfsup = isinstance(learner, SelfSupOptions)
+    profile = resolve_slice_profile(
+        volume, ax, thickness, learner.profile if selfsup else None, reads_shape=selfsup and model is None
+    )
+    if selfsup:
+        learner = dataclasses.replace(learner, profile=profile.shape)
+    facts: dict[str, Any] = {"method": method, "axis": ax, "factor": factor, **profile.facts()}
     volume, replaced = finite_volume(volume)
     if replaced:
         facts["non_finite_replaced"] = replaced
     if method in INTERPOLATORS:
         out = interpolate_upscale(volume, ax, factor, method)
-    elif method == "selfsup":
-        from medsr.inference.selfsup import selfsup_upscale
-
-        if model is not None:
-            options["model"] = Path(model)
-        unknown = thickness_source == SPACING_SOURCE and model is None  # selfsup checks the slices
-        out, learned = selfsup_upscale(
-            volume, axis=ax, factor=factor, thickness=None if unknown else thickness, **options
-        )
-        facts.update(learned)
     else:
-        if model is None:
-            raise MedsrError("method 'model' needs --model CKPT (a checkpoint written by medsr train)")
-        from medsr.inference.checkpoint_predict import model_upscale
-
-        out, learned = model_upscale(
-            volume, Path(model), axis=ax, factor=factor, thickness=thickness, **options
-        )
+        known = profile.thickness_known or model is not None  # else selfsup checks the slices
+        out, learned = _learned(volume, ax, factor, profile.thickness_mm if known else None, model, learner)
         facts.update(learned)
     bad = count_nonfinite(out)
     if bad:
@@ -158,27 +147,6 @@ def upscale(
         out.meta.pop(key, None)  # they described the input's slices
     out.meta["medsr"] = facts
     return out
-
-
-def slice_thickness(volume: MetaTensor, axis: int, thickness: float | None) -> tuple[float, str]:
-    """The slice profile FWHM in mm to assume along ``axis``, and where it came from.
-
-    In order: ``thickness`` (given), the volume's ``meta["slice_thickness"]`` (DICOM SliceThickness, a
-    sidecar JSON, a simulation; see :func:`medsr.io.volume.slice_fact`), else the slice spacing.
-    """
-    if thickness is not None:
-        value, source = thickness, "given"
-    elif slice_fact(volume.meta, axis, "slice_thickness"):
-        value = volume.meta["slice_thickness"]
-        source = volume.meta.get("slice_facts_source") or (
-            "DICOM SliceThickness" if volume.meta.get("format") == "dicom" else "the volume's metadata"
-        )
-    else:
-        value, source = float(geometry.voxel_sizes(affine_of(volume))[axis]), SPACING_SOURCE
-    value = float(value)
-    if not (np.isfinite(value) and value > 0):
-        raise MedsrError(f"slice thickness {value} mm ({source}) must be positive")
-    return value, source
 
 
 def slice_assumption(facts: dict[str, Any]) -> str:
@@ -230,9 +198,49 @@ def finite_volume(volume: MetaTensor) -> tuple[MetaTensor, dict[str, int]]:
     return with_grid(volume, clean, affine_of(volume)), counts
 
 
+def _learned(
+    volume: MetaTensor,
+    axis: int,
+    factor: float,
+    thickness: float | None,
+    model: str | Path | None,
+    learner: SelfSupOptions | ModelOptions,
+) -> tuple[MetaTensor, dict[str, Any]]:
+    """Run a learned method: selfsup for SelfSupOptions (``thickness`` None: unknown, checked against
+    the slices), else the trained checkpoint ``model``."""
+    if isinstance(learner, SelfSupOptions):
+        from medsr.inference.selfsup.pipeline import selfsup_upscale
+
+        path = Path(model) if model is not None else None
+        return selfsup_upscale(
+            volume, axis=axis, factor=factor, thickness=thickness, model=path, **learner.as_kwargs()
+        )
+    if model is None:
+        raise MedsrError("method 'model' needs --model CKPT (a checkpoint written by medsr train)")
+    from medsr.inference.checkpoint_predict import model_upscale
+
+    return model_upscale(
+        volume, Path(model), axis=axis, factor=factor, thickness=thickness, **learner.as_kwargs()
+    )
+
+
+def _typed_learner(
+    method: str, learner: SelfSupOptions | ModelOptions | None, options: dict[str, Any]
+) -> SelfSupOptions | ModelOptions | None:
+    """The options ``method`` runs with: ``learner`` (a SelfSupOptions becomes a trained model's
+    ModelOptions), or the keyword ``options`` typed once; None for an interpolator."""
+    if learner is None:
+        return learner_options(method, options)
+    if method == "model" and isinstance(learner, SelfSupOptions):
+        return learner.for_model()
+    if method == "selfsup" and isinstance(learner, ModelOptions):
+        return SelfSupOptions(device=learner.device, progress=learner.progress)
+    return learner if method in ("selfsup", "model") else None
+
+
 def _checkpoint_method(model: Path, method: str) -> str:
     """``selfsup`` for a per-scan network saved by ``--save-model``, ``model`` for a ``medsr train`` checkpoint."""
-    from medsr.training.checkpoint import read_meta
+    from medsr.runtime.checkpoint import read_meta
 
     kind = read_meta(model)["kind"]
     wanted = "selfsup" if kind == "selfsup" else "model"

@@ -26,9 +26,11 @@ from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 
 from medsr.errors import MedsrError
+from medsr.geometry import LPS_TO_RAS
 from medsr.io.dicom_refs import record_sources
 from medsr.io.dicom_write import write_dicom_series
-from medsr.io.readers import _check_size
+from medsr.io.formats import DATASET_STARTS
+from medsr.io.preflight import check_size
 from medsr.io.volume import make_volume
 
 __all__ = ["read_dicom_series", "write_dicom_series"]
@@ -42,7 +44,6 @@ DUPLICATE_TOL_MM = 1e-3
 ORIENTATION_TOL = 1e-4
 PIXEL_SPACING_TOL_MM = 1e-4
 
-_LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
 _DICOMDIR_CLASS = "1.2.840.10008.1.3.10"
 
 
@@ -101,7 +102,7 @@ def _read_series(label: str, slices: list[_Slice], series_uid: str | None) -> Me
     lps[:3, 1] = col_cos * spacing[0]
     lps[:3, 2] = step
     lps[:3, 3] = ipp[0]
-    _check_size(Path(label), (cols, rows, len(series)))  # before allocating (X, Y, Z) float32
+    check_size(Path(label), (cols, rows, len(series)))  # before allocating (X, Y, Z) float32
     array, stored_dtype, rescale = _pixels(series, rows, cols)
     first = series[0].header
     meta = {
@@ -116,7 +117,7 @@ def _read_series(label: str, slices: list[_Slice], series_uid: str | None) -> Me
     }
     if first.get("SliceThickness") not in (None, ""):
         meta["slice_thickness"] = float(first.SliceThickness)
-    return make_volume(array, _LPS_TO_RAS @ lps, **meta)
+    return make_volume(array, LPS_TO_RAS @ lps, **meta)
 
 
 def _collect(source: Path | Sequence[Path]) -> tuple[str, list[_Slice]]:
@@ -171,7 +172,7 @@ def _read_without_preamble(path: Path) -> Dataset | None:
     """Old files without the 128-byte preamble: accept them only if they start like a dataset."""
     try:
         with open(path, "rb") as f:
-            if f.read(2) not in (b"\x02\x00", b"\x08\x00"):
+            if f.read(2) not in DATASET_STARTS:
                 return None
         ds = pydicom.dcmread(path, stop_before_pixels=True, force=True)
         _decode_all(ds)

@@ -46,10 +46,10 @@ from pydicom.valuerep import DSfloat
 
 from medsr import __version__
 from medsr.errors import MedsrError, MedsrWarning
+from medsr.geometry import LPS_TO_RAS
 from medsr.io.dicom_refs import add_derivation, add_references, nearest_sources
 from medsr.io.volume import affine_of, slice_fact
 
-_RAS_TO_LPS = np.diag([-1.0, -1.0, 1.0, 1.0])
 _INTEGER_TYPES = ("int8", "uint8", "int16", "uint16", "int32", "uint32")
 #: Group 0028 tags kept from the template: PhotometricInterpretation (read, then reset) and the display
 #: settings in output units (window, RescaleType); the rest of the pixel description is rewritten.
@@ -160,7 +160,7 @@ def _plane_geometry(
     affine: np.ndarray, shape: tuple[int, ...], folder: Path
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Row/column cosines (LPS), PixelSpacing (row, column) mm, IPP of every slice (Z, 3), slice step (3,)."""
-    lps = _RAS_TO_LPS @ affine
+    lps = LPS_TO_RAS @ affine  # the matrix is its own inverse
     col_step, row_step = lps[:3, 0], lps[:3, 1]  # along a row (next column), along a column (next row)
     sizes = np.array([np.linalg.norm(row_step), np.linalg.norm(col_step)])
     row_cos, col_cos = col_step / sizes[1], row_step / sizes[0]

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from medsr.errors import MedsrError
+from medsr.io.formats import MANIFEST_SUFFIXES, MANIFEST_WRITE_SUFFIXES
 
 COLUMNS = ("path", "subject", "split", "modality", "sha256", "spacing", "shape")
 
@@ -49,7 +50,7 @@ def read_manifest(manifest: Path) -> list[ManifestRow]:
                     records.append(json.loads(line))
                 except json.JSONDecodeError as err:
                     raise MedsrError(f"{manifest}, line {number}: not valid JSON ({err.msg})") from None
-    elif name.endswith((".csv", ".tsv")):
+    elif name.endswith(MANIFEST_SUFFIXES):
         records = list(csv.DictReader(text.splitlines(), delimiter="\t" if name.endswith(".tsv") else ","))
     else:
         raise MedsrError(f"{manifest}: a manifest must be .csv, .tsv or .jsonl")
@@ -127,7 +128,7 @@ def write_manifest(rows: list[ManifestRow], output: Path, *, overwrite: bool = F
 
     output = Path(output)
     name = output.name.lower()
-    if not name.endswith((".csv", ".jsonl")):
+    if not name.endswith(MANIFEST_WRITE_SUFFIXES):
         raise MedsrError(f"{output}: a manifest must be written as .csv or .jsonl")
     records = []
     for row in rows:

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from medsr.errors import MedsrError
+from medsr.io.formats import VOLUME_SUFFIXES, holds_dicom
 from medsr.io.manifest import ManifestRow
 
 _BIDS_SUBJECT = re.compile(r"^sub-[A-Za-z0-9]+$")
@@ -32,22 +33,14 @@ class BuildReport:
 
 def find_volumes(folder: Path) -> list[Path]:
     """Volume files and DICOM series folders under ``folder`` (recursive, sorted, hidden entries skipped)."""
-    from medsr.io.readers import ITK_SUFFIXES, NIFTI_SUFFIXES
-
     found: list[Path] = []
     for path in sorted(folder.rglob("*")):
         if any(part.startswith(".") for part in path.relative_to(folder).parts):
             continue
         name = path.name.lower()
-        if (
-            path.is_file()
-            and name.endswith((*NIFTI_SUFFIXES, *ITK_SUFFIXES))
-            and not name.endswith(".raw")
-            or path.is_dir()
-            and any(_looks_dicom(f) for f in path.iterdir() if f.is_file())
-        ):
+        if path.is_file() and name.endswith(VOLUME_SUFFIXES) or path.is_dir() and holds_dicom(path):
             found.append(path)
-    if _looks_dicom_folder(folder):
+    if holds_dicom(folder):
         found.insert(0, folder)
     return found
 
@@ -137,17 +130,3 @@ def build_manifest(
         digest = sha256_of(path) if checksum else ""
         report.rows.append(ManifestRow(path, subject, splits[subject], kind, digest, spacing, shape))
     return report
-
-
-def _looks_dicom(path: Path) -> bool:
-    """DICOM Part 10 files carry 'DICM' at byte 128."""
-    try:
-        with path.open("rb") as fh:
-            fh.seek(128)
-            return fh.read(4) == b"DICM"
-    except OSError:
-        return False
-
-
-def _looks_dicom_folder(folder: Path) -> bool:
-    return any(_looks_dicom(f) for f in folder.iterdir() if f.is_file())

@@ -9,18 +9,14 @@ from pathlib import Path
 from typing import Any
 
 from medsr.errors import MedsrError
-from medsr.io.readers import ITK_SUFFIXES, NIFTI_SUFFIXES
+from medsr.io.formats import strip_volume_suffix
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
 def stem(path: Path) -> str:
     """File name without its volume suffix (``scan.nii.gz`` -> ``scan``); a folder keeps its name."""
-    name = path.name
-    for suffix in (*NIFTI_SUFFIXES, *ITK_SUFFIXES, ".dcm"):
-        if name.lower().endswith(suffix):
-            return name[: -len(suffix)]
-    return name
+    return strip_volume_suffix(path.name)
 
 
 def safe_name(text: str, fallback: str = "volume") -> str:

@@ -18,16 +18,35 @@ Rules (docs/robustness.md):
 from __future__ import annotations
 
 import zlib
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
 from medsr.errors import MedsrError
+from medsr.io.formats import NIFTI_SUFFIXES
 
+#: Largest volume (voxels) medsr agrees to allocate; a header declaring more is refused before reading.
+MAX_VOXELS = 2_000_000_000
 #: Largest expansion of a deflate stream (zlib technical details): a bound on what a .gz can hold.
 DEFLATE_MAX_RATIO = 1032
 _HEADER_PROBE = 1 << 16  # bytes of a text header (MetaImage, NRRD) scanned for its keys
 _BLOCK = 1 << 22
+
+
+def check_size(path: Path, shape: Sequence[int]) -> None:
+    """Refuse a header declaring an empty volume, a negative dimension or more than MAX_VOXELS voxels."""
+    if any(int(s) == 0 for s in shape):
+        raise MedsrError(
+            f"{path}: header declares an empty volume {tuple(int(s) for s in shape)} (a dimension of 0 "
+            "voxels); the file holds no image"
+        )
+    n = int(np.prod([int(s) for s in shape], dtype=np.float64))
+    if n > MAX_VOXELS or any(int(s) < 0 for s in shape):
+        raise MedsrError(
+            f"{path}: header declares dimensions {tuple(int(s) for s in shape)} ({n:.3g} voxels), beyond what "
+            f"medsr will allocate ({MAX_VOXELS:.0e}); the header is probably corrupt"
+        )
 
 
 def check_nifti_data(
@@ -37,7 +56,7 @@ def check_nifti_data(
 
     ``header_bytes`` (348 for NIfTI-1, 540 for NIfTI-2): a single-file NIfTI's data cannot start inside it.
     """
-    single = path.name.lower().endswith((".nii", ".nii.gz"))
+    single = path.name.lower().endswith(NIFTI_SUFFIXES)
     if single and offset < header_bytes:
         raise MedsrError(
             f"{path}: the header's vox_offset {offset} points inside the {header_bytes}-byte header, so the "

@@ -18,40 +18,15 @@ from monai.data import MetaTensor
 
 from medsr import geometry
 from medsr.errors import MedsrError, MedsrWarning
-from medsr.io.preflight import check_itk_data, check_nifti_data
+from medsr.io.formats import volume_format
+from medsr.io.preflight import check_itk_data, check_nifti_data, check_size
+from medsr.io.slice_facts import read_slice_facts
 from medsr.io.volume import make_volume
-
-NIFTI_SUFFIXES = (".nii", ".nii.gz")
-ITK_SUFFIXES = (".nrrd", ".nhdr", ".mha", ".mhd")
-DICOM_SUFFIXES = (".dcm", ".ima")
-
-#: Largest volume (voxels) medsr agrees to allocate; a header declaring more is refused before reading.
-MAX_VOXELS = 2_000_000_000
-
-#: LPS <-> RAS: negate the first two world axes.
-LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
 
 #: NIfTI sform and qform placing a corner of the volume further apart than this (mm) disagree.
 FORM_DISAGREEMENT_MM = 0.1
 #: Affine axes whose |cos(angle)| exceeds this are sheared (not perpendicular; 1e-3 ~ 0.06 degrees).
 SHEAR_COS = 1e-3
-
-
-def volume_format(path: Path) -> str:
-    """``nifti``, ``nrrd``, ``mha``, ``mhd``, ``dicom`` from a path's suffix (a folder is a DICOM series)."""
-    name = path.name.lower()
-    if path.is_dir():
-        return "dicom"
-    if name.endswith(NIFTI_SUFFIXES):
-        return "nifti"
-    if name.endswith(ITK_SUFFIXES):
-        return "nhdr" if name.endswith(".nhdr") else name.rsplit(".", 1)[-1]
-    if name.endswith(DICOM_SUFFIXES) or "." not in name:
-        return "dicom"
-    raise MedsrError(
-        f"{path}: unknown volume format {path.suffix!r}; medsr reads .nii/.nii.gz, .nrrd/.nhdr, .mha/.mhd "
-        "and DICOM series (a folder or .dcm files)"
-    )
 
 
 def load_volume(
@@ -94,8 +69,6 @@ def load_volume(
         volume = _read_nifti(path, volume_index)
     else:
         volume = _read_itk(path, fmt, volume_index)
-    from medsr.io.slice_facts import read_slice_facts  # lazy: slice_facts -> naming -> readers
-
     volume.meta.update(read_slice_facts(path, volume.shape[1:]))  # a sidecar beats the header
     return volume
 
@@ -148,20 +121,6 @@ def native_stderr_captured() -> Iterator[list[str]]:
             lines.extend(line.strip() for line in sink.read(1 << 16).decode(errors="replace").splitlines())
 
 
-def _check_size(path: Path, shape: Sequence[int]) -> None:
-    if any(int(s) == 0 for s in shape):
-        raise MedsrError(
-            f"{path}: header declares an empty volume {tuple(int(s) for s in shape)} (a dimension of 0 "
-            "voxels); the file holds no image"
-        )
-    n = int(np.prod([int(s) for s in shape], dtype=np.float64))
-    if n > MAX_VOXELS or any(int(s) < 0 for s in shape):
-        raise MedsrError(
-            f"{path}: header declares dimensions {tuple(int(s) for s in shape)} ({n:.3g} voxels), beyond what "
-            f"medsr will allocate ({MAX_VOXELS:.0e}); the header is probably corrupt"
-        )
-
-
 def _read_nifti(path: Path, volume_index: int | None) -> MetaTensor:
     import nibabel as nib
 
@@ -169,7 +128,7 @@ def _read_nifti(path: Path, volume_index: int | None) -> MetaTensor:
         img = nib.load(str(path))
     except Exception as err:  # nibabel raises many types for corrupt files
         raise MedsrError(f"{path}: not a readable NIfTI file ({err}); check the file is complete") from None
-    _check_size(path, img.shape)
+    check_size(path, img.shape)
     hdr = img.header
     stored = np.dtype(img.get_data_dtype())
     if stored.kind == "c":
@@ -209,7 +168,7 @@ def _read_itk(path: Path, fmt: str, volume_index: int | None) -> MetaTensor:
             reader = sitk.ImageFileReader()
             reader.SetFileName(str(path))
             reader.ReadImageInformation()
-            _check_size(path, reader.GetSize())
+            check_size(path, reader.GetSize())
             if reader.GetPixelID() in (sitk.sitkComplexFloat32, sitk.sitkComplexFloat64):
                 raise MedsrError(f"{path} holds complex voxels; medsr upscales real-valued images")
             probe = sitk.Image([1, 1], reader.GetPixelID(), reader.GetNumberOfComponents())
@@ -236,7 +195,7 @@ def _read_itk(path: Path, fmt: str, volume_index: int | None) -> MetaTensor:
     lps[:3, 3] = image3.GetOrigin()
     return make_volume(
         data,
-        LPS_TO_RAS @ lps,
+        geometry.LPS_TO_RAS @ lps,
         format=fmt,
         filename_or_obj=str(path),
         original_dtype=np.dtype(sitk.GetArrayViewFromImage(image).dtype).name,

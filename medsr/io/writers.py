@@ -18,8 +18,10 @@ import torch
 from monai.data import MetaTensor
 
 from medsr.errors import MedsrError
+from medsr.geometry import LPS_TO_RAS
 from medsr.io.atomic import atomic_output, check_output
-from medsr.io.readers import ITK_SUFFIXES, LPS_TO_RAS, NIFTI_SUFFIXES, native_stderr_captured
+from medsr.io.formats import ITK_WRITE_SUFFIXES, NIFTI_SUFFIXES
+from medsr.io.readers import native_stderr_captured
 from medsr.io.volume import affine_of, count_nonfinite
 
 DTYPES = ("float32", "input")
@@ -51,7 +53,7 @@ def output_format(path: Path, volume: MetaTensor | None = None) -> str:
             )
     if name.endswith(NIFTI_SUFFIXES):
         return "nifti"
-    if name.endswith(ITK_SUFFIXES) and not name.endswith(".nhdr"):
+    if name.endswith(ITK_WRITE_SUFFIXES):
         return "itk"
     if path.is_dir() or "." not in name:
         return "dicom"

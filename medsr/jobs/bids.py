@@ -1,10 +1,10 @@
 """``medsr bids``: a BIDS App that upscales the thick-slice anatomical images of a dataset.
 
 Participant level: each ``sub-*/[ses-*/]anat/*_<suffix>.nii[.gz]`` of the chosen subjects whose slice
-spacing is coarser than in-plane goes through :func:`medsr.inference.jobs.infer_one` (the job of
+spacing is coarser than in-plane goes through :func:`medsr.jobs.infer.infer_one` (the job of
 ``medsr infer``) into ``OUTPUT_DIR/<same folders>/<name with rec-medsr>.nii.gz``, with a BIDS JSON
 sidecar: ``Sources`` (a ``bids:raw:`` URI), ``SourceMetadata`` and the facts ``infer_one`` writes. A rerun
-skips an image exactly as ``medsr infer`` skips a batch scan (:func:`medsr.inference.rerun.is_finished`).
+skips an image exactly as ``medsr infer`` skips a batch scan (:func:`medsr.jobs.rerun.is_finished`).
 Group level: one TSV row per output, read from the sidecars.
 
 Not upscaled (listed with the reason): isotropic images (no thick axis, :func:`medsr.geometry.through_plane_axis`)
@@ -22,8 +22,6 @@ from pathlib import Path
 from typing import Any
 
 from medsr.errors import MedsrError
-from medsr.inference.jobs import InferOptions, infer_one, reason_of
-from medsr.inference.rerun import SETTINGS_KEY, is_finished
 from medsr.io.atomic import atomic_output, write_json
 from medsr.io.naming import read_sidecar, sidecar_path
 from medsr.jobs.bids_layout import (
@@ -34,6 +32,9 @@ from medsr.jobs.bids_layout import (
     inherited_metadata,
     output_name,
 )
+from medsr.jobs.infer import infer_one, reason_of
+from medsr.jobs.options import InferOptions
+from medsr.jobs.rerun import SETTINGS_KEY, is_finished
 
 BIDS_VERSION = "1.9.0"
 #: Name of the raw dataset in ``DatasetLinks``, and so in the ``bids:raw:`` URIs of ``Sources``.

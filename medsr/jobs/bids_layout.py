@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from medsr.errors import MedsrError
+from medsr.io.formats import NIFTI_SUFFIXES
 from medsr.io.naming import read_sidecar
 
 #: BIDS entities in their required order (BIDS 1.9 entity table); ``rec`` goes where it stands here.
@@ -27,7 +28,6 @@ ENTITY_ORDER = (
 DEFAULT_SUFFIXES = ("T1w", "T2w", "FLAIR", "PDw", "T2starw")
 #: The reconstruction label medsr outputs carry.
 REC_LABEL = "medsr"
-NIFTI_EXTENSIONS = (".nii.gz", ".nii")
 
 _ENTITY = re.compile(r"([a-zA-Z]+)-([a-zA-Z0-9]+)")
 _SUFFIX = re.compile(r"[a-zA-Z0-9]+")
@@ -64,7 +64,7 @@ class BidsImage:
 def parse_name(filename: str) -> BidsName | None:
     """The entities, suffix and extension of a BIDS file name, or None when it is not one."""
     lower = filename.lower()
-    extension = next((ext for ext in (*NIFTI_EXTENSIONS, ".json") if lower.endswith(ext)), None)
+    extension = next((ext for ext in (*NIFTI_SUFFIXES, ".json") if lower.endswith(ext)), None)
     if extension is None:
         return None
     parts = filename[: -len(extension)].split("_")
@@ -130,7 +130,7 @@ def find_images(bids_dir: Path, subjects: list[str], suffixes: tuple[str, ...]) 
                 name = parse_name(path.name)
                 if (
                     name is not None
-                    and name.extension in NIFTI_EXTENSIONS
+                    and name.extension in NIFTI_SUFFIXES
                     and name.suffix in suffixes
                     and name.get("sub") == subject
                     and path.is_file()

@@ -4,7 +4,7 @@ A 3-D model in medsr sees ``(B, C, X, Y, Z)`` with ``Z`` the through-plane (slic
 where each output slice lies: ``positions`` (n,) are float indices into the input's ``Z`` axis
 (output slice ``j`` of an upscaling by ``s`` sits at ``(j + 0.5) / s - 0.5``, see docs/geometry.md).
 Positions past the first and last input slice centres take the edge value (no zero padding), as in
-:mod:`medsr.evaluation.baselines`.
+:mod:`medsr.inference.interpolate`.
 """
 
 from __future__ import annotations

@@ -1,5 +1,7 @@
-"""The runtime layer shared by training and inference: where tensors compute and at which precision.
+"""The runtime layer shared by training, inference and evaluation (layer 3, below them all).
 
-Imports only torch and :mod:`medsr.errors`; nothing here imports ``medsr.inference``, ``medsr.training``
-or ``medsr.cli`` (docs/devices.md).
+Where tensors compute and at which precision (device.py, docs/devices.md), the checkpoint format
+(checkpoint.py), intensity normalisation and the robust intensity range (normalise.py), slice-batched
+sliding-window prediction (sliding.py) and the image metrics (metrics.py). Nothing here imports
+``medsr.training``, ``medsr.inference``, ``medsr.evaluation``, ``medsr.jobs`` or ``medsr.cli``.
 """

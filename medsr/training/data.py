@@ -27,8 +27,8 @@ from monai.transforms import Compose, MapTransform, Randomizable, Transform
 from medsr import geometry
 from medsr.errors import MedsrError
 from medsr.io.volume import affine_of
+from medsr.runtime.normalise import intensity_map, normalise
 from medsr.training.config import Config, config_to_dict
-from medsr.training.normalise import intensity_map, normalise
 from medsr.transforms import RandSimulateThickSlicesd
 
 #: LR slices kept beyond the ones the HR patch lies in (context for the cubic kernel and the network).
@@ -51,7 +51,7 @@ class LoadVolumed(MapTransform):
 
 
 class IntensityStatsd(Transform):
-    """``d["norm"] = (offset, scale)`` of the whole HR volume (see medsr.training.normalise)."""
+    """``d["norm"] = (offset, scale)`` of the whole HR volume (see medsr.runtime.normalise)."""
 
     def __init__(self, settings: dict[str, Any]) -> None:
         self.settings = settings

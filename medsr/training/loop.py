@@ -23,13 +23,14 @@ from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler
 
 from medsr.errors import MedsrError
+from medsr.runtime.checkpoint import read_checkpoint, save_checkpoint
 from medsr.runtime.device import Precision, precision_for, resolve_device
 from medsr.training import distributed as D
-from medsr.training.checkpoint import load_train_state, read_checkpoint, save_checkpoint, save_train_state
 from medsr.training.config import Config, config_to_dict, dump_config
 from medsr.training.losses import SRLoss, lr_at
 from medsr.training.records import MetricsLog
 from medsr.training.run_setup import RunData, build_model, checkpoint_meta, prepare_data, prepare_run_dir
+from medsr.training.train_state import load_train_state, save_train_state
 
 
 class ResumableSampler(DistributedSampler):
@@ -85,41 +86,14 @@ def _train(
     D.barrier(dist)
     data: RunData = prepare_data(config, dist)
     model = build_model(config, init)
-    step, best = 0, -math.inf
-    opt = torch.optim.AdamW(
-        model.parameters(),
-        lr=config.train.lr,
-        betas=config.train.betas,
-        weight_decay=config.train.weight_decay,
-    )
-    precision = precision_for(device, amp=config.train.amp, training=True)  # float32 on CPUs
-    scaler = precision.grad_scaler()
-    if resume:
-        tensors, _ = read_checkpoint(run_dir / "last.safetensors")
-        model.load_state_dict(tensors)
-        doc = load_train_state(run_dir / "last.safetensors", opt, scaler)
-        step, best = int(doc["step"]), float(doc.get("best", -math.inf))
-    model.to(device)
-    _optimizer_to(opt, device)
+    opt, precision, scaler, step, best = _optimisation(config, model, device, run_dir, resume)
     net: nn.Module = model
     if dist.enabled:
         net = nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None
         )
     criterion = SRLoss(config.train.ssim_weight).to(device)
-    sampler = ResumableSampler(
-        data.train, num_replicas=dist.world_size, rank=dist.rank, shuffle=True, seed=config.train.seed
-    )
-    loader = DataLoader(
-        data.train,
-        batch_size=config.train.batch_size,
-        sampler=sampler,
-        collate_fn=list,
-        num_workers=config.data.num_workers,
-    )
-    per_epoch = math.ceil(sampler.num_samples / config.train.batch_size)
-    epoch, sampler.start = divmod(step, per_epoch)
-    sampler.start *= config.train.batch_size
+    sampler, loader, epoch = _loader(data, config, dist, step)
     log = MetricsLog(run_dir, resume_step=step if resume else None) if dist.is_main else None
     bar = _Bar(config.train.steps, step) if progress and dist.is_main else None
     start_time, window_start, window_steps, window_loss = time.perf_counter(), time.perf_counter(), 0, 0.0
@@ -161,12 +135,11 @@ def _train(
             bar.close()
         if log is not None:
             log.close()
-    spread = D.weight_spread(dist, model, device)
     summary = {
         "steps": step,
         "world_size": dist.world_size,
         "device": str(device),
-        "max_weight_difference_across_ranks": spread,
+        "max_weight_difference_across_ranks": D.weight_spread(dist, model, device),
         "best_val_psnr": best if math.isfinite(best) else None,
         "final_validation": last_val,
         "seconds": round(time.perf_counter() - start_time, 3),
@@ -177,6 +150,50 @@ def _train(
 
         write_json(run_dir / "summary.json", summary)
     return summary
+
+
+def _optimisation(
+    config: Config, model: nn.Module, device: torch.device, run_dir: Path, resume: bool
+) -> tuple[torch.optim.Optimizer, Precision, Any, int, float]:
+    """(optimizer, precision, loss scaler, step, best validation PSNR), restored from the run on resume;
+    the model and the optimizer state are moved to ``device``."""
+    step, best = 0, -math.inf
+    opt = torch.optim.AdamW(
+        model.parameters(),
+        lr=config.train.lr,
+        betas=config.train.betas,
+        weight_decay=config.train.weight_decay,
+    )
+    precision = precision_for(device, amp=config.train.amp, training=True)  # float32 on CPUs
+    scaler = precision.grad_scaler()
+    if resume:
+        tensors, _ = read_checkpoint(run_dir / "last.safetensors")
+        model.load_state_dict(tensors)
+        doc = load_train_state(run_dir / "last.safetensors", opt, scaler)
+        step, best = int(doc["step"]), float(doc.get("best", -math.inf))
+    model.to(device)
+    _optimizer_to(opt, device)
+    return opt, precision, scaler, step, best
+
+
+def _loader(
+    data: RunData, config: Config, dist: D.DistInfo, step: int
+) -> tuple[ResumableSampler, DataLoader, int]:
+    """(sampler, loader, epoch) positioned at ``step``: a resumed run continues mid-epoch where it stopped."""
+    sampler = ResumableSampler(
+        data.train, num_replicas=dist.world_size, rank=dist.rank, shuffle=True, seed=config.train.seed
+    )
+    loader = DataLoader(
+        data.train,
+        batch_size=config.train.batch_size,
+        sampler=sampler,
+        collate_fn=list,
+        num_workers=config.data.num_workers,
+    )
+    per_epoch = math.ceil(sampler.num_samples / config.train.batch_size)
+    epoch, sampler.start = divmod(step, per_epoch)
+    sampler.start *= config.train.batch_size
+    return sampler, loader, epoch
 
 
 def _step(

@@ -111,7 +111,7 @@ def build_model(config: Config, init: Path | None = None) -> nn.Module:
         torch.manual_seed(config.train.seed)
         model = MODELS[config.model.name](**dict(config.model.args))
     if init is not None:
-        from medsr.inference.checkpoint_predict import load_trained
+        from medsr.runtime.checkpoint import load_trained
 
         source, meta = load_trained(Path(init))
         wanted = (config.model.name, config_to_dict(config.model.args))

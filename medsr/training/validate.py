@@ -2,7 +2,7 @@
 
 Each validation volume is degraded once, with a seed derived from its name (so every run and every
 resumed run sees the same thick-slice input), upscaled back onto its own HR grid by the model and by
-cubic interpolation, and both are scored against the HR volume with medsr.evaluation.metrics (PSNR
+cubic interpolation, and both are scored against the HR volume with medsr.runtime.metrics (PSNR
 and 3-D SSIM with the robust P0.5-P99.5 range of the HR volume) over the HR slices the thick slices
 cover.
 """
@@ -16,13 +16,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from medsr.evaluation import metrics
-from medsr.inference.checkpoint_predict import predict_slices
 from medsr.io.volume import affine_of
 from medsr.models.interp import cubic_weights, resample_last
+from medsr.runtime import metrics
+from medsr.runtime.normalise import denormalise, normalise, robust_range
+from medsr.runtime.sliding import predict_slices
 from medsr.training.config import Config
 from medsr.training.data import slice_positions
-from medsr.training.normalise import denormalise, normalise
 
 
 def upscale_pair(
@@ -63,7 +63,7 @@ def validate(
     for pair in pairs:
         out = upscale_pair(model, pair, config, device)
         hr = out["hr"]
-        lo, hi = metrics.robust_range(hr)
+        lo, hi = robust_range(hr, metrics.PERCENTILES, max_voxels=None)
         span = hi - lo if hi > lo else 1.0
         mask = np.ones(hr.shape, dtype=bool)
         rows.append(

@@ -1,7 +1,7 @@
 """The DICOM node: storage SCP in the background, infer worker in the main thread, sender in a thread.
 
 Received series wait in incoming/ until complete (see :class:`SeriesTracker`), then the worker renames
-each into work/, runs the infer job on it (:func:`medsr.inference.jobs.infer_one`: DICOM series folder
+each into work/, runs the infer job on it (:func:`medsr.jobs.infer.infer_one`: DICOM series folder
 in, derived DICOM series folder out) and renames the result into outbox/. The sender C-STOREs outbox
 series to ``--forward`` with backoff; without ``--forward`` they stay in outbox/. On start the node
 resumes what a stopped or killed run left: incoming series are tracked again, work/ jobs are redone
@@ -61,7 +61,7 @@ def recover(layout: Layout) -> list[Path]:
 
 def process(job: Path, layout: Layout, received: int, opts: Any, forward: Destination | None) -> None:
     """Run the infer job on ``job``/input; the result goes to outbox/, a failure to failed/ with reason.txt."""
-    from medsr.inference.jobs import infer_one
+    from medsr.jobs.infer import infer_one
 
     start = time.perf_counter()
     series = _series_uid(job)
@@ -164,7 +164,7 @@ def _read_record(folder: Path) -> dict[str, Any]:
 def run_node(config: NodeConfig, opts: Any) -> None:
     """Serve until interrupted (KeyboardInterrupt, or SIGTERM raised as one by the CLI).
 
-    ``opts`` are the :class:`medsr.inference.jobs.InferOptions` each complete series is processed with.
+    ``opts`` are the :class:`medsr.jobs.options.InferOptions` each complete series is processed with.
     """
     from medsr.jobs.dicom_node.scp import handlers, make_server_ae
 

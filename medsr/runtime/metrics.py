@@ -18,19 +18,11 @@ import numpy as np
 
 from medsr.errors import MedsrError
 
+#: The data range's percentiles, taken over all covered voxels (runtime.normalise.robust_range).
 PERCENTILES = (0.5, 99.5)
 SSIM_SIGMA = 1.5
 SSIM_RADIUS = int(3.5 * SSIM_SIGMA + 0.5)  # scikit-image's Gaussian window: truncate = 3.5 sigma
 EDGE_TOP_FRACTION = 0.10
-
-
-def robust_range(reference: np.ndarray, where: np.ndarray | None = None) -> tuple[float, float]:
-    """(P0.5, P99.5) of ``reference`` over ``where`` (all voxels when None)."""
-    values = reference[where] if where is not None else reference.ravel()
-    if values.size == 0:
-        raise MedsrError("no voxels to take the intensity range from: the mask or overlap is empty")
-    lo, hi = np.percentile(values.astype(np.float64), PERCENTILES)
-    return float(lo), float(hi)
 
 
 def mse(sr: np.ndarray, hr: np.ndarray, mask: np.ndarray) -> float:

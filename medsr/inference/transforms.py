@@ -9,6 +9,8 @@ from monai.config import KeysCollection
 from monai.data import MetaTensor
 from monai.transforms import MapTransform, Transform
 
+from medsr.inference.predict import upscale
+
 
 class Upscale(Transform):
     """Upscale a (1, X, Y, Z) MetaTensor along its through-plane axis; the affine follows the grid.
@@ -35,8 +37,6 @@ class Upscale(Transform):
         self.options = options
 
     def __call__(self, volume: MetaTensor) -> MetaTensor:
-        from medsr.inference.predict import upscale
-
         return upscale(
             volume,
             factor=self.factor,

@@ -7,7 +7,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
-from tests.conftest import blob_volume, make_affine
+from tests.helpers.volumes import blob_volume, make_affine
 
 TINY_SHAPE = (24, 22, 30)
 

@@ -1,24 +1,120 @@
-"""The views of a scan that self-supervised training pairs are cut from.
+"""Training pairs for self-supervised super-resolution, made from a scan's own in-plane slices.
 
-Each in-plane slice is degraded along its rows and, with ``both_axes``, along its columns (the two
+The in-plane axes of a thick-slice scan are high resolution. Degrading an in-plane slice along one
+of them with the through-plane slice profile (FWHM = slice thickness, slab spacing = slice spacing,
+see :func:`medsr.transforms.functional.slab_weights`) gives an (LR, HR) pair that looks like the
+through-plane problem: LR row ``k`` is centred on HR row ``R * k + (R - 1) / 2``.
+
+The views pairs are cut from: each in-plane slice is degraded along its rows and, with ``both_axes``, along its columns (the two
 in-plane array axes). The through-plane planes the network later sees hold anatomy at every angle,
 so the slices are also rotated about the slice axis (``rotations``, degrees) and degraded along the
 rotated rows and columns: at 45 degrees that adds the two diagonal directions. Rotation happens in
 millimetres (non-square pixels stay undistorted) onto a square-pixel canvas that holds the whole
 slice; canvas pixels that are not computed from inside the slice are marked invalid and training
-patches never touch them (:class:`medsr.inference.patches.PatchSampler`).
+patches never touch them (:class:`medsr.inference.selfsup.sampler.PatchSampler`).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from scipy import ndimage
 
-from medsr.inference.patches import PairStack, make_stacks
+from medsr.profiles import profile_shapes
+from medsr.transforms.functional import DEFAULT_PROFILE, apply_slab_weights, slab_weights
+
+
+@dataclass
+class PairStack:
+    """In-plane slices degraded along their first axis.
+
+    Attributes:
+        hr: (S, L, W) high-resolution images (float32, normalised intensities), shared between stacks.
+        lr: (S, m, W) the images after the slice profile and slab sampling along axis 1; LR row ``k``
+            covers HR rows ``offset + R * k`` to ``offset + R * (k + 1) - 1`` (slab 0 starts at ``offset``).
+        factor: integer ratio R of HR to LR rows.
+        offset: first HR row of slab 0 (0 <= offset < R: the slab grid's phase).
+        valid: None (every pixel usable) or (m, W) bool, the same for every image: LR pixel ``(k, j)``
+            and its HR rows hold image content only (no padding of a rotated slice reaches them).
+    """
+
+    hr: torch.Tensor
+    lr: torch.Tensor
+    factor: int
+    offset: int = 0
+    valid: torch.Tensor | None = None
+
+
+def resample_rows(images: torch.Tensor, n_out: int, chunk: int = 16) -> torch.Tensor:
+    """Resample (S, L, W) to (S, n_out, W) along L (cubic, antialiased when shrinking; same extent)."""
+    out = torch.empty(images.shape[0], n_out, images.shape[2], dtype=torch.float32)
+    for s0 in range(0, images.shape[0], chunk):
+        block = images[s0 : s0 + chunk, None].float()
+        size = (n_out, images.shape[2])
+        out[s0 : s0 + chunk] = F.interpolate(
+            block, size=size, mode="bicubic", align_corners=False, antialias=True
+        )[:, 0]
+    return out
+
+
+def make_stacks(
+    images: torch.Tensor,
+    row_spacing: float,
+    factor: int,
+    thickness: float,
+    slice_spacing: float,
+    phases: bool = True,
+    profile: str = DEFAULT_PROFILE,
+    valid: torch.Tensor | None = None,
+) -> list[PairStack]:
+    """Degrade (S, L, W) images along L into (LR, HR) stacks, one per slab-grid phase and profile shape.
+
+    Args:
+        images: in-plane slices, L is the axis to degrade, ``row_spacing`` mm apart.
+        factor: integer R; the HR rows are resampled to ``slice_spacing / R`` mm when they differ.
+        thickness: slice profile FWHM, mm.
+        slice_spacing: centre-to-centre distance of LR rows, mm.
+        phases: one stack for each slab-grid offset 0..R-1 (each anatomy seen at every phase), else
+            offset 0 only. The HR images are shared; LR stacks take about one HR volume in all.
+        profile: slice profile shape, ``"gaussian"`` or ``"boxcar"`` (see
+            :func:`medsr.transforms.functional.profile_cdf`), or ``"mixed"``: the stacks of both shapes
+            (the shape is unknown; the network learns to undo either).
+        valid: None, or (L, W) bool marking the pixels of every image that hold content (not padding);
+            each stack then marks the LR pixels whose slab or HR rows reach an invalid pixel.
+    """
+    hr_spacing = slice_spacing / factor
+    n_rows = images.shape[1]
+    if abs(row_spacing - hr_spacing) > 0.01 * hr_spacing:
+        n_rows = max(int(round(n_rows * row_spacing / hr_spacing)), factor)
+        images = resample_rows(images, n_rows)
+        if valid is not None:
+            valid = (resample_rows(valid[None].float(), n_rows)[0] - 1.0).abs() < 1e-3
+    hr = images.float().contiguous()  # contiguous: fast patch gathers
+    stacks = []
+    for shape in profile_shapes(profile):
+        for offset in range(factor if phases else 1):
+            if n_rows - offset < factor:
+                break
+            weights = slab_weights(n_rows - offset, hr_spacing, thickness, slice_spacing, shape)
+            lr = apply_slab_weights(hr[:, offset:], weights, axis=1).contiguous()
+            usable = None if valid is None else _usable(valid[offset:], weights, factor)
+            stacks.append(PairStack(hr=hr, lr=lr, factor=factor, offset=offset, valid=usable))
+    return stacks
+
+
+def _usable(valid: torch.Tensor, weights: np.ndarray, factor: int) -> torch.Tensor:
+    """(m, W) bool: LR pixels whose slab weights and own HR rows touch only valid HR pixels."""
+    invalid = (~valid).float()
+    reached = apply_slab_weights(invalid[None], np.abs(weights), axis=1)[0] > 1e-6
+    m = weights.shape[0]
+    own = invalid[: m * factor].reshape(m, factor, -1).amax(1) > 0
+    return ~(reached | own)
+
 
 #: At most this many pixels of slices per view (evenly spaced slices are kept beyond): 128 MB float32.
 #: With both in-plane axes a view is stored twice (rows and columns contiguous), so the HR images of
@@ -86,7 +182,7 @@ def training_stacks(
 
     Args:
         axis: the through-plane (slice) axis; ``sizes`` are the voxel sizes in mm of all three axes.
-        factor, thickness, slice_spacing, profile, phases: as in :func:`medsr.inference.patches.make_stacks`.
+        factor, thickness, slice_spacing, profile, phases: as in :func:`medsr.inference.selfsup.pairs.make_stacks`.
         both_axes: degrade along both in-plane axes (else the first only), also for rotated slices.
         rotations: extra in-plane angles in degrees (0 and 90 are the unrotated slices).
     """

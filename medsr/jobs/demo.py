@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from importlib import resources
 from pathlib import Path
-from typing import Any
 
 from medsr.errors import MedsrError
+from medsr.inference.options import SelfSupOptions
 
 DEMO_SCAN = "mni152_2009a_t1_1mm_crop.nii.gz"
 #: The demo acquisition: 4 mm thick axial slices every 4 mm (Gaussian profile), upscaled x4 along S-I.
@@ -19,13 +19,15 @@ def demo_scan_path() -> Path:
     return Path(str(resources.files("medsr") / "data" / DEMO_SCAN))
 
 
-def run_demo(outdir: Path, *, method: str, overwrite: bool = False, **learner: Any) -> dict[str, Path]:
+def run_demo(
+    outdir: Path, *, method: str, overwrite: bool = False, learner: SelfSupOptions | None = None
+) -> dict[str, Path]:
     """Simulate a 4 mm axial scan from the 1 mm template, upscale it x4, write volumes and a PNG panel.
 
     Returns the paths written: ``hr``, ``lr``, ``sr`` (NIfTI) and ``panel`` (PNG) in ``outdir``.
     """
-    from medsr.evaluation.baselines import canonical_method
     from medsr.evaluation.figures import save_panel
+    from medsr.inference.interpolate import canonical_method
     from medsr.inference.predict import upscale
     from medsr.io.readers import load_volume
     from medsr.io.writers import save_volume
@@ -46,7 +48,7 @@ def run_demo(outdir: Path, *, method: str, overwrite: bool = False, **learner: A
         hr, slice_thickness=DEMO_THICKNESS_MM, slice_spacing=DEMO_THICKNESS_MM, axis="S"
     )
     save_volume(lr, paths["lr"], overwrite=overwrite)
-    sr = upscale(lr, factor=DEMO_FACTOR, method=method, thickness=DEMO_THICKNESS_MM, **learner)
+    sr = upscale(lr, factor=DEMO_FACTOR, method=method, thickness=DEMO_THICKNESS_MM, learner=learner)
     save_volume(sr, paths["sr"], overwrite=overwrite)
     panels = {"thick 4 mm": lr}
     if method != "bspline":

@@ -6,30 +6,16 @@ import dataclasses
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from medsr.errors import MedsrError
-from medsr.inference.rerun import SETTINGS_KEY, is_finished, requested_settings
 from medsr.io.atomic import discard, write_json
+from medsr.io.formats import DICOM_SUFFIXES, MANIFEST_SUFFIXES, VOLUME_SUFFIXES, holds_dicom, looks_dicom
 from medsr.io.naming import check_sidecar, default_output, sha256_of, sidecar_path
+from medsr.jobs.options import InferOptions
+from medsr.jobs.rerun import SETTINGS_KEY, is_finished, requested_settings
 
-
-@dataclass(frozen=True)
-class InferOptions:
-    """What to do with each scan (see ``medsr infer --help``)."""
-
-    factor: float | None = None
-    spacing: float | None = None
-    axis: str | None = None
-    method: str = "selfsup"
-    thickness: float | None = None
-    model: Path | None = None
-    dtype: str | None = None  # None: the output format's natural default (medsr.io.writers.resolve_dtype)
-    overwrite: bool = False
-    series: str | None = None
-    volume_index: int | None = None
-    preview: Path | None = None
-    learner: dict[str, Any] = field(default_factory=dict)
+#: --method when neither --method nor --model is given.
+DEFAULT_METHOD = "selfsup"
 
 
 def infer_one(scan: Path, output: Path | None, opts: InferOptions) -> Path:
@@ -63,7 +49,7 @@ def infer_one(scan: Path, output: Path | None, opts: InferOptions) -> Path:
         method=opts.method,
         thickness=opts.thickness,
         model=opts.model,
-        **opts.learner,
+        learner=opts.selfsup,
     )
     save_volume(result, output, dtype=opts.dtype, overwrite=opts.overwrite)
     try:
@@ -82,7 +68,7 @@ def infer_one(scan: Path, output: Path | None, opts: InferOptions) -> Path:
             dtype=resolve_dtype(opts.dtype, output_format(output), result),
             wall_seconds=round(time.perf_counter() - start, 3),
         )
-        facts[SETTINGS_KEY] = requested_settings(opts)  # what a rerun compares (medsr.inference.rerun)
+        facts[SETTINGS_KEY] = requested_settings(opts)  # what a rerun compares (medsr.jobs.rerun)
         write_json(sidecar, facts, overwrite=True)
     except BaseException:
         discard(output)
@@ -91,17 +77,15 @@ def infer_one(scan: Path, output: Path | None, opts: InferOptions) -> Path:
 
 
 def check_device(opts: InferOptions) -> None:
-    """Refuse an unusable ``device`` learner option (e.g. cuda without a GPU) before any scan is read."""
+    """Refuse an unusable ``device`` option (e.g. cuda without a GPU) before any scan is read."""
     from medsr.runtime.device import resolve_device
 
-    if opts.learner.get("device") is not None:
-        resolve_device(opts.learner["device"])
+    if opts.selfsup is not None:
+        resolve_device(opts.selfsup.device)
 
 
 def collect_inputs(source: Path) -> list[Path]:
     """Scans to process: the rows of a manifest (.csv/.jsonl), or a folder's volume files and series folders."""
-    from medsr.io.readers import DICOM_SUFFIXES, ITK_SUFFIXES, NIFTI_SUFFIXES
-
     if source.is_file():
         from medsr.io.manifest import read_manifest
 
@@ -111,8 +95,8 @@ def collect_inputs(source: Path) -> list[Path]:
         name = entry.name.lower()
         if entry.name.startswith("."):
             continue
-        is_volume = entry.is_file() and name.endswith((*NIFTI_SUFFIXES, *ITK_SUFFIXES))
-        is_series = entry.is_dir() and any(_looks_dicom(f) for f in entry.rglob("*") if f.is_file())
+        is_volume = entry.is_file() and name.endswith(VOLUME_SUFFIXES)
+        is_series = entry.is_dir() and any(looks_dicom(f) for f in entry.rglob("*") if f.is_file())
         if is_volume or is_series:
             found.append(entry)
         elif entry.is_file() and name.endswith(DICOM_SUFFIXES):
@@ -128,8 +112,8 @@ def collect_inputs(source: Path) -> list[Path]:
 def is_batch(source: Path) -> bool:
     """True for a manifest file or a folder of scans; False for one volume file or one DICOM series folder."""
     if source.is_file():
-        return source.name.lower().endswith((".csv", ".jsonl", ".tsv"))
-    return source.is_dir() and not any(_looks_dicom(f) for f in source.iterdir() if f.is_file())
+        return source.name.lower().endswith(MANIFEST_SUFFIXES)
+    return source.is_dir() and not holds_dicom(source)
 
 
 def select_shard(items: list[Path], shard: str | None) -> list[Path]:
@@ -150,7 +134,7 @@ class BatchSummary:
     """Outcome of a batch: outputs written, skipped (already done), and failures with their reasons.
 
     ``redone`` names the scans among ``done`` whose earlier output was replaced, with the reason
-    (:func:`medsr.inference.rerun.is_finished`).
+    (:func:`medsr.jobs.rerun.is_finished`).
     """
 
     done: list[Path] = field(default_factory=list)
@@ -170,7 +154,7 @@ def infer_batch(
     """Run :func:`infer_one` on each scan into ``outdir``; skip finished ones, carry on after failures.
 
     A scan is finished when its output and sidecar exist and the sidecar records the same input SHA-256
-    and requested settings (:func:`medsr.inference.rerun.is_finished`); any other earlier output (a run
+    and requested settings (:func:`medsr.jobs.rerun.is_finished`); any other earlier output (a run
     killed before its sidecar, another --factor, a changed input) is redone and listed with the reason
     in ``redone``. Any error of one scan, even an unexpected one, is recorded and the batch
     goes on; an interruption stops it. The JSON report named ``report`` lists what was done, skipped and
@@ -235,17 +219,64 @@ def reason_of(err: Exception) -> str:
     return f"internal error {type(err).__name__}: {text} (please report it)"
 
 
-def _looks_dicom(path: Path) -> bool:
-    """DICOM Part 10 files carry 'DICM' at byte 128; older files without the preamble start with a
-    group 0002 or 0008 tag (the rule :mod:`medsr.io.dicom` reads them by); a ``.dcm``/``.ima`` name counts too.
-    """
-    from medsr.io.readers import DICOM_SUFFIXES
+def infer_options(
+    *,
+    method: str | None,
+    model: Path | None,
+    factor: float | None,
+    spacing: float | None,
+    axis: str | None,
+    thickness: float | None,
+    profile: str | None,
+    budget: float | None,
+    steps: int | None,
+    device: str,
+    seed: int,
+    dtype: str,
+    overwrite: bool,
+    progress: bool,
+    save_model: Path | None = None,
+    series: str | None = None,
+    volume_index: int | None = None,
+    preview: Path | None = None,
+) -> InferOptions:
+    """The infer job's options from command-line values (``medsr infer``, ``medsr bids``, ``medsr dicom-node``).
 
-    if path.name.lower().endswith(DICOM_SUFFIXES):
-        return True
-    try:
-        with path.open("rb") as handle:
-            start = handle.read(132)
-    except OSError:
-        return False
-    return start[128:132] == b"DICM" or start[:2] in (b"\x02\x00", b"\x08\x00")
+    Checks what can be checked before any scan is read (the device, the profile for the method).
+    """
+    from medsr.inference.interpolate import canonical_method
+    from medsr.inference.options import SelfSupOptions
+    from medsr.inference.predict import refuse_profile
+    from medsr.runtime.device import resolve_device
+
+    resolve_device(device)  # every method (bspline too): before any scan is read, once for a batch
+    if method is None:
+        method = "model" if model is not None else DEFAULT_METHOD
+    method = canonical_method(method)  # --method cubic is bspline, and recorded so
+    if profile is not None:
+        refuse_profile(method, profile)  # before any scan is read: a batch would fail every one
+    selfsup = None
+    if method == "selfsup" or model is not None:
+        selfsup = SelfSupOptions(
+            budget_s=budget,
+            steps=steps,
+            device=device,
+            seed=seed,
+            progress=progress,
+            profile=profile,
+            save_model=save_model,
+        )
+    return InferOptions(
+        factor=factor,
+        spacing=spacing,
+        axis=axis,
+        method=method,
+        thickness=thickness,
+        model=model,
+        dtype=dtype,
+        overwrite=overwrite,
+        series=series,
+        volume_index=volume_index,
+        preview=preview,
+        selfsup=selfsup,
+    )

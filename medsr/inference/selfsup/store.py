@@ -1,6 +1,6 @@
 """Keep and reuse a per-scan self-supervised network as a medsr checkpoint (``kind: selfsup``).
 
-The same single-file safetensors format as ``medsr train`` (:mod:`medsr.training.checkpoint`): the
+The same single-file safetensors format as ``medsr train`` (:mod:`medsr.runtime.checkpoint`): the
 weights are the tensors, the header's ``"medsr"`` metadata holds the architecture, its arguments and
 the acquisition the network was trained for. Nothing is unpickled when loading.
 """
@@ -13,7 +13,7 @@ from typing import Any
 import torch
 
 from medsr.errors import MedsrError
-from medsr.training.checkpoint import build_model, read_checkpoint, save_checkpoint
+from medsr.runtime.checkpoint import build_model, read_checkpoint, save_checkpoint
 
 
 def save_selfsup_model(

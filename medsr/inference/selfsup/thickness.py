@@ -22,10 +22,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from medsr.inference.patches import input_noise, make_stacks
+from medsr.inference.selfsup.noise import input_noise
+from medsr.inference.selfsup.pairs import make_stacks
+from medsr.inference.slice_profile import SPACING_SOURCE
 
-#: ``thickness_source`` (sidecar facts) when the thickness assumed is the slice spacing.
-SPACING_SOURCE = "slice spacing"
 #: Below this fraction of the spacing, estimated slices count as thin with gaps.
 THIN_FRACTION = 0.5
 #: Candidate thicknesses, as fractions of the slice spacing.

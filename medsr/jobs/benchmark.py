@@ -1,6 +1,6 @@
 """``medsr benchmark``: simulate thick slices from an HR scan, upscale with each method, score and draw.
 
-Each method runs in a fresh Python process (``python -m medsr.evaluation.benchmark SPEC.json``) that
+Each method runs in a fresh Python process (``python -m medsr.jobs.benchmark SPEC.json``) that
 loads the LR volume, calls :func:`medsr.inference.predict.upscale` and writes the SR volume. Its peak
 memory is the kernel's high-water mark of the process's resident memory (``VmHWM`` in /proc/self/status;
 ``ru_maxrss`` where there is no /proc). It counts torch's C++/OpenMP/MKL allocations that ``tracemalloc``
@@ -20,7 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -28,10 +28,10 @@ from typing import Any
 import numpy as np
 
 from medsr.errors import MedsrError
-from medsr.evaluation.baselines import INTERPOLATORS, canonical_method
+from medsr.inference.interpolate import INTERPOLATORS, canonical_method
+from medsr.inference.options import SelfSupOptions
 from medsr.transforms.functional import DEFAULT_PROFILE, PROFILES
 
-INTERPOLATION_METHODS = INTERPOLATORS
 MEMORY_MEASURE = (
     "peak resident memory (VmHWM) of a fresh process per method, Python and torch included; "
     "method_rss_mb in report.json is the rise during the upscale call"
@@ -59,7 +59,7 @@ def parse_methods(text: str) -> list[MethodSpec]:
             if not ckpt.is_file():
                 raise MedsrError(f"--methods {part}: checkpoint {ckpt} not found; give model:PATH to a file")
             specs.append(MethodSpec(f"model:{ckpt.name}", "model", ckpt))
-        elif canonical_method(part) in (*INTERPOLATION_METHODS, "selfsup"):
+        elif canonical_method(part) in (*INTERPOLATORS, "selfsup"):
             specs.append(MethodSpec(canonical_method(part), canonical_method(part)))
         else:
             raise MedsrError(
@@ -79,11 +79,11 @@ class BenchmarkOptions:
     thickness: float | None = None
     profile: str = DEFAULT_PROFILE  # simulated slice profile; selfsup is told the same
     axis: str | None = None
-    methods: tuple[MethodSpec, ...] = tuple(MethodSpec(m, m) for m in INTERPOLATION_METHODS)
+    methods: tuple[MethodSpec, ...] = tuple(MethodSpec(m, m) for m in INTERPOLATORS)
     mask: str = "auto"
     noise: str | None = None
     window: str | None = None
-    learner: dict[str, Any] = field(default_factory=dict)
+    selfsup: SelfSupOptions = SelfSupOptions()  # budget_s, steps, device, seed of the learned methods
     isolate: bool = True
     overwrite: bool = False
     progress: bool = False  # a line per method on stderr, and the learned methods' own progress bars
@@ -134,7 +134,7 @@ def run_isolated(spec: dict[str, Any], show_output: bool = False) -> dict[str, A
         spec_path, result_path = Path(tmp) / "spec.json", Path(tmp) / "result.json"
         spec_path.write_text(json.dumps({**spec, "result": str(result_path)}, default=str))
         proc = subprocess.run(
-            [sys.executable, "-m", "medsr.evaluation.benchmark", str(spec_path)],
+            [sys.executable, "-m", "medsr.jobs.benchmark", str(spec_path)],
             stdout=subprocess.PIPE,
             stderr=None if show_output else subprocess.PIPE,
             text=True,
@@ -186,8 +186,7 @@ def run_benchmark(
     from medsr.runtime.device import resolve_device
     from medsr.transforms.array import default_axis, simulate_thick_slices
 
-    if opts.learner.get("device") is not None:  # before anything is written or read
-        resolve_device(opts.learner["device"])
+    resolve_device(opts.selfsup.device)  # before anything is written or read
     _prepare_outdir(outdir, opts.overwrite)
     hr = load_volume(hr_path)
     hr_affine = affine_of(hr)
@@ -266,11 +265,20 @@ _FACT_KEYS = ("seconds", "peak_rss_mb", "method_rss_mb", "peak_gpu_mb")
 
 
 def _learner(spec: MethodSpec, opts: BenchmarkOptions) -> dict[str, Any]:
-    """Options for a learned method: the run's learner options, progress, and for selfsup the profile."""
+    """upscale's keyword options for a learned method (JSON for the worker process): the run's training
+    options, progress, and for selfsup the simulated profile."""
     if spec.method not in ("selfsup", "model"):
         return {}
+    s = opts.selfsup
     extra = {"profile": opts.profile} if spec.method == "selfsup" else {}
-    return {**opts.learner, "progress": opts.progress, **extra}
+    return {
+        "budget_s": s.budget_s,
+        "steps": s.steps,
+        "device": s.device,
+        "seed": s.seed,
+        "progress": opts.progress,
+        **extra,
+    }
 
 
 def _say(opts: BenchmarkOptions, line: str) -> None:

@@ -23,11 +23,11 @@ from typing import TYPE_CHECKING, Any
 from medsr.io.naming import read_sidecar, sha256_of, sidecar_path
 
 if TYPE_CHECKING:
-    from medsr.inference.jobs import InferOptions
+    from medsr.jobs.options import InferOptions
 
 #: Sidecar key of the requested settings.
 SETTINGS_KEY = "settings"
-#: Learner options that change a selfsup output.
+#: SelfSupOptions fields that change a selfsup output.
 TRAINING_KEYS = ("budget_s", "steps", "seed")
 #: :func:`is_finished`'s reason when there is no output at all (a first run, not a redo).
 NOT_WRITTEN = "not written yet"
@@ -41,14 +41,14 @@ def requested_settings(opts: InferOptions) -> dict[str, Any]:
         "spacing": opts.spacing,
         "axis": opts.axis,
         "thickness": opts.thickness,
-        "profile": opts.learner.get("profile"),
+        "profile": opts.selfsup.profile if opts.selfsup is not None else None,
         "model_sha256": _file_sha256(Path(opts.model)) if opts.model is not None else None,
         "dtype": opts.dtype,
         "series": opts.series,
         "volume_index": opts.volume_index,
     }
     if opts.method == "selfsup":
-        settings.update({key: opts.learner.get(key) for key in TRAINING_KEYS})
+        settings.update({key: getattr(opts.selfsup, key, None) for key in TRAINING_KEYS})
     return json.loads(json.dumps(settings, default=str))
 
 

@@ -5,8 +5,9 @@ The safetensors metadata key ``"medsr"`` holds a JSON object with ``kind`` (``"t
 :data:`medsr.models.MODELS`), ``model_args``, ``factor_range``, ``axis_convention``,
 ``normalisation``, ``data_summary``, ``config``, ``medsr_version`` and ``step``.
 
-Optimizer and loss-scaler state for ``--resume`` go to ``<stem>.state.safetensors`` (tensors, plus the
-JSON of the parameter groups in its metadata). Nothing here ever unpickles: a file is read only after
+Written by ``medsr train`` and by selfsup's ``--save-model``; read by ``medsr infer --model`` and by
+training's ``--init`` (optimizer state for ``--resume`` is :mod:`medsr.training.train_state`). Nothing
+here ever unpickles: a file is read only after
 its safetensors header has been checked, so a pickle (``torch.save``) passed as a checkpoint is
 refused before any byte of it is interpreted.
 """
@@ -24,7 +25,6 @@ from torch import nn
 from medsr.errors import MedsrError
 
 META_KEY = "medsr"
-STATE_KEY = "medsr_state"
 KINDS = ("trained", "selfsup")
 #: A safetensors JSON header larger than this is not a medsr checkpoint.
 MAX_HEADER_BYTES = 64 * 1024 * 1024
@@ -42,7 +42,7 @@ def save_checkpoint(path: Path, model: nn.Module, meta: dict[str, Any]) -> Path:
     tensors = {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
     path = Path(path)
     with atomic_output(path, overwrite=True) as tmp:
-        save_file(tensors, str(tmp), metadata={META_KEY: json.dumps(meta, default=_plain)})
+        save_file(tensors, str(tmp), metadata={META_KEY: json.dumps(meta, default=plain_json)})
     return path
 
 
@@ -118,65 +118,17 @@ def build_model(meta: dict[str, Any], tensors: dict[str, torch.Tensor], source: 
     return model.eval()
 
 
-def state_path(path: Path) -> Path:
-    """``run/last.safetensors`` -> ``run/last.state.safetensors``."""
+def load_trained(path: Path) -> tuple[nn.Module, dict[str, Any]]:
+    """(model in eval mode, checkpoint meta) of a ``kind: trained`` checkpoint."""
     path = Path(path)
-    stem = path.name[: -len(".safetensors")] if path.name.endswith(".safetensors") else path.name
-    return path.with_name(f"{stem}.state.safetensors")
-
-
-def save_train_state(
-    path: Path, optimizer: torch.optim.Optimizer, scaler: Any, extra: dict[str, Any]
-) -> Path:
-    """Optimizer tensors as safetensors; its parameter groups, the scaler and ``extra`` as JSON."""
-    from safetensors.torch import save_file
-
-    from medsr.io.atomic import atomic_output
-
-    opt = optimizer.state_dict()
-    tensors: dict[str, torch.Tensor] = {}
-    scalars: dict[str, Any] = {}
-    for index, slots in opt["state"].items():
-        for name, value in slots.items():
-            key = f"state.{index}.{name}"
-            if isinstance(value, torch.Tensor):
-                tensors[key] = value.detach().cpu().contiguous()
-            else:
-                scalars[key] = value
-    doc = {
-        "param_groups": opt["param_groups"],
-        "scalars": scalars,
-        "scaler": scaler.state_dict() if scaler is not None else {},
-        **extra,
-    }
-    target = state_path(path)
-    with atomic_output(target, overwrite=True) as tmp:
-        save_file(tensors, str(tmp), metadata={STATE_KEY: json.dumps(doc, default=_plain)})
-    return target
-
-
-def load_train_state(path: Path, optimizer: torch.optim.Optimizer, scaler: Any) -> dict[str, Any]:
-    """Restore what :func:`save_train_state` wrote; returns the whole JSON document (with ``extra``)."""
-    from safetensors.torch import load_file
-
-    target = state_path(path)
-    header = check_safetensors(target)
-    try:
-        doc = json.loads((header.get("__metadata__") or {})[STATE_KEY])
-    except (KeyError, json.JSONDecodeError):
-        raise MedsrError(f"{target}: not a medsr training state (no {STATE_KEY!r} metadata)") from None
-    state: dict[int, dict[str, Any]] = {}
-    for key, value in [*load_file(str(target)).items(), *doc["scalars"].items()]:
-        _, index, name = key.split(".", 2)
-        state.setdefault(int(index), {})[name] = value
-    groups = [{**g, "betas": tuple(g["betas"])} if "betas" in g else g for g in doc["param_groups"]]
-    try:
-        optimizer.load_state_dict({"state": state, "param_groups": groups})
-    except (ValueError, KeyError) as err:
-        raise MedsrError(f"{target}: optimizer state does not fit this model ({err})") from None
-    if scaler is not None and doc.get("scaler"):
-        scaler.load_state_dict(doc["scaler"])
-    return doc
+    meta = read_meta(path)
+    if meta["kind"] != "trained":
+        raise MedsrError(
+            f"{path} is a {meta['kind']!r} checkpoint (a per-scan self-supervised network); medsr infer --model "
+            "applies 'trained' checkpoints written by medsr train"
+        )
+    tensors, meta = read_checkpoint(path)
+    return build_model(meta, tensors, path), meta
 
 
 _REFUSAL = (
@@ -193,7 +145,8 @@ def _guess(head: bytes) -> str:
     return "its header is not a safetensors header"
 
 
-def _plain(value: Any) -> Any:
+def plain_json(value: Any) -> Any:
+    """``json.dumps`` default for checkpoint metadata: tuples, sets, paths, numpy/torch scalars, mappings."""
     if isinstance(value, (tuple, set)):
         return list(value)
     if isinstance(value, Path):

@@ -1,0 +1,1 @@
+"""Shared test helpers: volumes, DICOM test series, training sets and the hostile-input corpus."""
