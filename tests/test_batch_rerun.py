@@ -95,3 +95,19 @@ def test_is_finished_reasons(scans: Path, tmp_path: Path) -> None:
     assert is_finished(output, scan, opts) == "no settings recorded"
     sidecar.unlink()
     assert is_finished(output, scan, opts) == "no sidecar, an interrupted run"
+
+
+def test_a_changed_sidecar_beside_the_input_redoes(scans: Path, tmp_path: Path) -> None:
+    """The input's JSON sidecar (e.g. a BIDS SliceThickness) shapes the result: editing it redoes the scan."""
+    out = tmp_path / "out"
+    (scans / "s0.json").write_text(json.dumps({"SliceThickness": 3.0}))
+    _batch(scans, out, "--factor", "2")
+    stdout, _ = _batch(scans, out, "--factor", "2")
+    assert "0 written, 2 skipped" in stdout
+    (scans / "s0.json").write_text(json.dumps({"SliceThickness": 2.0}))
+    stdout, report = _batch(scans, out, "--factor", "2")
+    assert "redone: s0.nii.gz (input sidecar changed)" in stdout and "1 skipped" in stdout
+    assert report["redone"] == [{"input": str(scans / "s0.nii.gz"), "reason": "input sidecar changed"}]
+    (scans / "s0.json").unlink()
+    stdout, _ = _batch(scans, out, "--factor", "2")
+    assert "redone: s0.nii.gz (input sidecar changed)" in stdout

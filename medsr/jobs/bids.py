@@ -34,7 +34,7 @@ from medsr.jobs.bids_layout import (
 )
 from medsr.jobs.infer import infer_one, reason_of
 from medsr.jobs.options import InferOptions
-from medsr.jobs.rerun import SETTINGS_KEY, is_finished
+from medsr.jobs.rerun import INPUT_SIDECAR_CHANGED, SETTINGS_KEY, is_finished
 
 BIDS_VERSION = "1.9.0"
 #: Name of the raw dataset in ``DatasetLinks``, and so in the ``bids:raw:`` URIs of ``Sources``.
@@ -138,7 +138,8 @@ def _bids_unfinished(output: Path, image: BidsImage, opts: InferOptions, meta: d
     recorded = read_sidecar(sidecar_path(output))
     if why is None and "Sources" not in recorded:
         return "no BIDS sidecar fields, an interrupted run"
-    if why is None and recorded.get("SourceSliceThickness") != meta.get("SliceThickness"):
+    thickness_changed = recorded.get("SourceSliceThickness") != meta.get("SliceThickness")
+    if "Sources" in recorded and thickness_changed and why in (None, INPUT_SIDECAR_CHANGED):
         return f"SliceThickness {recorded.get('SourceSliceThickness')} -> {meta.get('SliceThickness')} in the JSON sidecars"
     return why
 

@@ -12,7 +12,7 @@ from medsr.io.atomic import discard, write_json
 from medsr.io.formats import DICOM_SUFFIXES, MANIFEST_SUFFIXES, VOLUME_SUFFIXES, holds_dicom, looks_dicom
 from medsr.io.naming import check_sidecar, default_output, sha256_of, sidecar_path
 from medsr.jobs.options import InferOptions
-from medsr.jobs.rerun import SETTINGS_KEY, is_finished, requested_settings
+from medsr.jobs.rerun import SETTINGS_KEY, input_sidecar_sha256, is_finished, requested_settings
 
 #: --method when neither --method nor --model is given.
 DEFAULT_METHOD = "selfsup"
@@ -62,6 +62,7 @@ def infer_one(scan: Path, output: Path | None, opts: InferOptions) -> Path:
             medsr_version=__version__,
             input=str(scan),
             input_sha256=sha256_of(scan),
+            input_sidecar_sha256=input_sidecar_sha256(scan),
             output=str(output),
             input_shape=list(volume.shape[1:]),
             output_shape=list(result.shape[1:]),

@@ -31,6 +31,8 @@ SETTINGS_KEY = "settings"
 TRAINING_KEYS = ("budget_s", "steps", "seed")
 #: :func:`is_finished`'s reason when there is no output at all (a first run, not a redo).
 NOT_WRITTEN = "not written yet"
+#: :func:`is_finished`'s reason when the JSON sidecar beside the input changed (or came or went).
+INPUT_SIDECAR_CHANGED = "input sidecar changed"
 
 
 def requested_settings(opts: InferOptions) -> dict[str, Any]:
@@ -55,10 +57,11 @@ def requested_settings(opts: InferOptions) -> dict[str, Any]:
 def is_finished(output: Path, scan: Path, opts: InferOptions) -> str | None:
     """None when ``output`` is a finished run of ``scan`` with ``opts``, else why it is not (one phrase).
 
-    Finished: the output and its medsr sidecar exist, and the sidecar records the input's SHA-256 and
-    the same :func:`requested_settings`. Reasons: :data:`NOT_WRITTEN`, ``"no sidecar (an interrupted
+    Finished: the output and its medsr sidecar exist, and the sidecar records the input's SHA-256, that
+    of the JSON sidecar beside the input (its slice thickness and profile shape the result; None when
+    there is none) and the same :func:`requested_settings`. Reasons: :data:`NOT_WRITTEN`, ``"no sidecar (an interrupted
     run)"``, ``"no settings recorded"`` (a sidecar from before settings were recorded), ``"input
-    changed"``, and the changed settings, e.g. ``"factor 2 -> 4"``; several are joined with ``"; "``.
+    changed"``, ``"input sidecar changed"``, and the changed settings, e.g. ``"factor 2 -> 4"``; several are joined with ``"; "``.
     """
     if not output.exists():
         return NOT_WRITTEN
@@ -71,8 +74,16 @@ def is_finished(output: Path, scan: Path, opts: InferOptions) -> str | None:
     reasons = []
     if doc.get("input_sha256") != sha256_of(scan):
         reasons.append("input changed")
+    if doc.get("input_sidecar_sha256") != input_sidecar_sha256(scan):
+        reasons.append(INPUT_SIDECAR_CHANGED)
     reasons.extend(settings_changes(recorded, requested_settings(opts)))
     return "; ".join(reasons) or None
+
+
+def input_sidecar_sha256(scan: Path) -> str | None:
+    """SHA-256 of the JSON sidecar beside ``scan`` that the reader takes slice facts from, None if absent."""
+    sidecar = sidecar_path(scan)
+    return sha256_of(sidecar) if sidecar.is_file() else None
 
 
 def settings_changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
