@@ -139,7 +139,9 @@ def test_group_table(dataset: Path, tmp_path: Path) -> None:
     out = tmp_path / "deriv"
     _bids(str(dataset), str(out), "group", code=2)  # nothing to summarise yet
     _bids(str(dataset), str(out), "participant", "--method", "bspline", "--factor", "2")
-    assert "group: 3 outputs" in _bids(str(dataset), str(out), "group")
+    text = _bids(str(dataset), str(out), "group", "--factor", "3", "--participant-label", "01")
+    assert "group: 3 outputs" in text
+    assert "the group level only tabulates finished outputs; ignored: --participant-label --factor" in text
     with (out / "medsr_group.tsv").open() as handle:
         rows = list(csv.DictReader(handle, delimiter="\t"))
     assert sorted(r["output"] for r in rows) == sorted([OUT_T1, OUT_T2, OUT_FLAIR])

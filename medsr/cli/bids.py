@@ -62,6 +62,7 @@ def spread_values(args: list[str], options: tuple[str, ...]) -> list[str]:
 
 
 def bids(
+    ctx: typer.Context,
     bids_dir: Annotated[
         Path,
         typer.Argument(exists=True, file_okay=False, help="Root of the BIDS dataset.", show_default=False),
@@ -124,6 +125,7 @@ def bids(
     from medsr.jobs import bids as job
 
     if analysis_level is Level.group:
+        _note_ignored(ctx)
         table, rows = job.run_group(output_dir)
         typer.echo(f"group: {rows} outputs in {table}")
         return
@@ -175,3 +177,19 @@ def _report(summary: Any, output_dir: Path) -> None:
         typer.echo(f"  failed: {path}: {reason}", err=True)
     if summary.failed:
         raise typer.Exit(1)
+
+
+def _note_ignored(ctx: typer.Context) -> None:
+    """The group level only reads the outputs' sidecars: say which given options it does not use."""
+    given = [
+        param.opts[0]
+        for param in ctx.command.params
+        if isinstance(param, typer.core.TyperOption)
+        and param.name != "progress"
+        and getattr(ctx.get_parameter_source(param.name), "name", "") == "COMMANDLINE"
+    ]
+    if given:
+        typer.echo(
+            f"medsr: note: the group level only tabulates finished outputs; ignored: {' '.join(given)}",
+            err=True,
+        )
