@@ -40,11 +40,15 @@ def _child(conn, lr_array, lr_affine, kwargs, overrides, threads) -> None:
         torch.set_num_threads(threads)
     from medsr.inference.selfsup.config import config_with
     from medsr.inference.selfsup.pipeline import selfsup_upscale
+    from medsr.inference.slice_profile import resolve_slice_profile
     from medsr.io.volume import make_volume
 
     lr = make_volume(lr_array, lr_affine)
     t0, c0 = time.perf_counter(), time.process_time()
-    out, facts = selfsup_upscale(lr, config=config_with(**overrides), progress=False, **kwargs)
+    thickness, shape = kwargs.pop("thickness"), kwargs.pop("profile")
+    profile = resolve_slice_profile(lr, kwargs["axis"], thickness, shape, reads_shape=True)
+    config = config_with(**overrides)
+    out, facts = selfsup_upscale(lr, slice_profile=profile, config=config, progress=False, **kwargs)
     facts["wall_s"] = time.perf_counter() - t0
     facts["cpu_s"] = time.process_time() - c0
     facts["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

@@ -72,6 +72,7 @@ def infer_child(name: str, threads: int) -> None:
 
     torch.set_num_threads(threads)
     from medsr.inference.checkpoint_predict import model_upscale
+    from medsr.inference.slice_profile import resolve_slice_profile
     from medsr.io.volume import make_volume
     from medsr.models import MODELS
     from medsr.runtime.checkpoint import save_checkpoint
@@ -81,6 +82,7 @@ def infer_child(name: str, threads: int) -> None:
     grid = np.meshgrid(*[np.linspace(-1, 1, n) for n in SHAPE], indexing="ij")
     data = 100 * (sum(g * g for g in grid) < 0.6) + rng.normal(0, 5, SHAPE)
     volume = make_volume(data.astype(np.float32), np.diag([0.9, 0.9, 4.0, 1.0]))
+    profile = resolve_slice_profile(volume, 2, None, None)  # thickness: the slice spacing
     args = {"factor": 4} if name == "shuffle3d" else {}
     meta = {
         "kind": "trained",
@@ -93,7 +95,7 @@ def infer_child(name: str, threads: int) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         path = save_checkpoint(Path(tmp) / "m.safetensors", MODELS[name](**args), meta)
         start = time.perf_counter()
-        out, _ = model_upscale(volume, path, axis=2, factor=FACTOR, device="cpu")
+        out, _ = model_upscale(volume, path, axis=2, factor=FACTOR, slice_profile=profile, device="cpu")
         seconds = time.perf_counter() - start
     voxels = int(np.prod(out.shape[1:]))
     peak = peak_rss_mb()

@@ -17,7 +17,7 @@ from medsr.io.volume import affine_of, make_volume
 from medsr.models import MODELS
 from medsr.runtime.checkpoint import build_model, load_trained, read_checkpoint, read_meta, save_checkpoint
 from medsr.training.train_state import load_train_state, save_train_state
-from tests.helpers.volumes import make_affine
+from tests.helpers.volumes import make_affine, slice_profile
 
 
 def _meta(name: str, args: dict, **extra) -> dict:
@@ -103,7 +103,7 @@ def test_checkpoint_refuses_a_crafted_pickle(tmp_path: Path, name: str) -> None:
         read_meta,
         read_checkpoint,
         load_trained,
-        lambda p: model_upscale(volume, p, axis=2, factor=3.0),
+        lambda p: model_upscale(volume, p, axis=2, factor=3.0, slice_profile=slice_profile(volume, 2)),
     ):
         with pytest.raises(MedsrError, match="never unpickles"):
             attempt(path)
@@ -125,10 +125,10 @@ def test_checkpoint_refuses_other_kinds_and_factors(tmp_path: Path) -> None:
     )
     volume = make_volume(np.random.rand(12, 12, 6).astype(np.float32), np.diag([1.0, 1.0, 3.0, 1.0]))
     with pytest.raises(MedsrError, match="'selfsup' checkpoint"):
-        model_upscale(volume, selfsup, axis=2, factor=3.0)
+        model_upscale(volume, selfsup, axis=2, factor=3.0, slice_profile=slice_profile(volume, 2))
     trained = save_checkpoint(tmp_path / "t.safetensors", model, _meta("deepresolve3d", args))
     with pytest.raises(MedsrError, match="trained for factors 2 to 4"):
-        model_upscale(volume, trained, axis=2, factor=6.0)
+        model_upscale(volume, trained, axis=2, factor=6.0, slice_profile=slice_profile(volume, 2))
     with pytest.raises(MedsrError, match="weights do not fit"):
         build_model(_meta("deepresolve3d", {"features": 3, "depth": 2}), read_checkpoint(trained)[0])
 
@@ -149,7 +149,9 @@ def test_checkpoint_inference_geometry_and_units(tmp_path: Path, name: str, fact
     world = apply_affine(affine, ijk)
     ramp = lambda xyz: 2.0 * xyz[..., 0] - 7.0 * xyz[..., 1] + 5.0 * xyz[..., 2] - 1000.0  # noqa: E731
     volume = make_volume(ramp(world).astype(np.float32), affine)
-    out, facts = model_upscale(volume, path, axis=axis, factor=factor)
+    out, facts = model_upscale(
+        volume, path, axis=axis, factor=factor, slice_profile=slice_profile(volume, axis)
+    )
     shape_out, affine_out = geometry.upscaled_grid(shape, affine, axis, factor)
     assert tuple(out.shape[1:]) == shape_out
     np.testing.assert_allclose(affine_of(out), affine_out)

@@ -25,7 +25,7 @@ from medsr.models import MODELS, SliceSR2d
 from medsr.runtime.checkpoint import read_meta
 from medsr.transforms.array import simulate_thick_slices
 from medsr.transforms.functional import apply_slab_weights, slab_weights
-from tests.helpers.volumes import DEVICES, blob_volume, make_affine
+from tests.helpers.volumes import DEVICES, blob_volume, make_affine, slice_profile
 
 #: A small network so that each test trains in seconds (same class and code path as the default).
 TINY = config_with(features=16, blocks=2, batch=8, patch=(8, 24))
@@ -44,7 +44,14 @@ def test_output_grid_follows_the_convention_in_world_coordinates(
 ) -> None:
     vol = small_volume(spacing=(3.0, 1.1, 3.0) if axis == 0 else (0.9, 1.1, 3.0))
     out, facts = selfsup_upscale(
-        vol, axis=axis, factor=factor, steps=3, progress=False, device=device, config=TINY
+        vol,
+        axis=axis,
+        factor=factor,
+        slice_profile=slice_profile(vol, axis),
+        steps=3,
+        progress=False,
+        device=device,
+        config=TINY,
     )
     n_in = vol.shape[1 + axis]
     n_out = int(round(n_in * factor))
@@ -70,7 +77,9 @@ def test_output_grid_follows_the_convention_in_world_coordinates(
 @pytest.mark.slow
 def test_non_integer_factor_shape_matches_upscaled_grid() -> None:
     vol = small_volume(shape=(20, 16, 9))
-    out, facts = selfsup_upscale(vol, axis=2, factor=7.14, steps=2, progress=False, config=TINY)
+    out, facts = selfsup_upscale(
+        vol, axis=2, factor=7.14, slice_profile=slice_profile(vol, 2), steps=2, progress=False, config=TINY
+    )
     shape, affine = geometry.upscaled_grid((20, 16, 9), affine_of(vol), 2, 7.14)
     assert tuple(out.shape[1:]) == shape == (20, 16, round(9 * 7.14))
     np.testing.assert_allclose(affine_of(out), affine)
@@ -80,9 +89,36 @@ def test_non_integer_factor_shape_matches_upscaled_grid() -> None:
 @pytest.mark.slow
 def test_same_seed_same_result_other_seed_differs() -> None:
     vol = small_volume()
-    a, _ = selfsup_upscale(vol, axis=2, factor=3, steps=15, seed=5, progress=False, config=TINY)
-    b, _ = selfsup_upscale(vol, axis=2, factor=3, steps=15, seed=5, progress=False, config=TINY)
-    c, _ = selfsup_upscale(vol, axis=2, factor=3, steps=15, seed=6, progress=False, config=TINY)
+    a, _ = selfsup_upscale(
+        vol,
+        axis=2,
+        factor=3,
+        slice_profile=slice_profile(vol, 2),
+        steps=15,
+        seed=5,
+        progress=False,
+        config=TINY,
+    )
+    b, _ = selfsup_upscale(
+        vol,
+        axis=2,
+        factor=3,
+        slice_profile=slice_profile(vol, 2),
+        steps=15,
+        seed=5,
+        progress=False,
+        config=TINY,
+    )
+    c, _ = selfsup_upscale(
+        vol,
+        axis=2,
+        factor=3,
+        slice_profile=slice_profile(vol, 2),
+        steps=15,
+        seed=6,
+        progress=False,
+        config=TINY,
+    )
     assert torch.equal(a.as_tensor(), b.as_tensor())
     assert not torch.equal(a.as_tensor(), c.as_tensor())
 
@@ -106,7 +142,13 @@ def test_learned_model_beats_cubic_on_sharp_edges() -> None:
     hr = make_volume(_sharp_phantom(), make_affine((1.0, 1.0, 1.0), rng=np.random.default_rng(2)))
     lr = simulate_thick_slices(hr, 4.0, 4.0, axis=2)
     out, _ = selfsup_upscale(
-        lr, axis=2, factor=4, steps=300, progress=False, config=config_with(features=24, blocks=2)
+        lr,
+        axis=2,
+        factor=4,
+        slice_profile=slice_profile(lr, 2),
+        steps=300,
+        progress=False,
+        config=config_with(features=24, blocks=2),
     )
     cubic = interpolate_upscale(lr, 2, 4, "bspline")
     truth = hr.numpy()[0]
@@ -125,7 +167,9 @@ def test_noise_matching_keeps_noise_from_being_amplified() -> None:
 
     def mse(match: bool) -> float:
         cfg = config_with(features=24, blocks=2, match_noise=match)
-        out, facts = selfsup_upscale(lr, axis=2, factor=4, steps=300, progress=False, config=cfg)
+        out, facts = selfsup_upscale(
+            lr, axis=2, factor=4, slice_profile=slice_profile(lr, 2), steps=300, progress=False, config=cfg
+        )
         assert (facts["training_input_noise_std"] > 0) == match
         return float(np.mean((out.numpy()[0] - truth) ** 2))
 
@@ -152,7 +196,13 @@ def test_the_slice_profile_shape_must_match_the_scan() -> None:
 
     def told(profile: str) -> float:
         out, facts = selfsup_upscale(
-            lr, axis=2, factor=4, profile=profile, steps=300, progress=False, config=cfg
+            lr,
+            axis=2,
+            factor=4,
+            slice_profile=slice_profile(lr, 2, shape=profile),
+            steps=300,
+            progress=False,
+            config=cfg,
         )
         assert facts["profile"] == profile
         return mse(out)
@@ -168,11 +218,22 @@ def test_the_slice_profile_shape_must_match_the_scan() -> None:
 def test_save_and_reuse_model_round_trip(tmp_path) -> None:
     vol = small_volume()
     path = tmp_path / "net.safetensors"
-    a, facts = selfsup_upscale(vol, axis=2, factor=3, steps=10, progress=False, save_model=path, config=TINY)
+    a, facts = selfsup_upscale(
+        vol,
+        axis=2,
+        factor=3,
+        slice_profile=slice_profile(vol, 2),
+        steps=10,
+        progress=False,
+        save_model=path,
+        config=TINY,
+    )
     assert path.is_file() and not path.with_suffix(".json").exists()  # one self-describing file
     assert read_meta(path)["kind"] == "selfsup" and read_meta(path)["network_factor"] == 3
     assert facts["model_saved"] == str(path)
-    b, facts_b = selfsup_upscale(vol, axis=2, factor=3, model=path, progress=False)
+    b, facts_b = selfsup_upscale(
+        vol, axis=2, factor=3, slice_profile=slice_profile(vol, 2), model=path, progress=False
+    )
     assert facts_b["steps"] == 0 and facts_b["model_loaded"] == str(path)
     torch.testing.assert_close(a.as_tensor(), b.as_tensor(), rtol=0, atol=1e-5)
     # medsr.upscale(model=...) recognises a per-scan network and reuses it without training.
@@ -180,18 +241,43 @@ def test_save_and_reuse_model_round_trip(tmp_path) -> None:
     assert c.meta["medsr"]["method"] == "selfsup" and c.meta["medsr"]["steps"] == 0
     torch.testing.assert_close(a.as_tensor(), c.as_tensor(), rtol=0, atol=1e-5)
     with pytest.raises(MedsrError, match="factor"):
-        selfsup_upscale(vol, axis=2, factor=2, model=path, progress=False)
+        selfsup_upscale(
+            vol, axis=2, factor=2, slice_profile=slice_profile(vol, 2), model=path, progress=False
+        )
     with pytest.raises(MedsrError, match="thickness"):
-        selfsup_upscale(vol, axis=2, factor=3, thickness=6.0, model=path, progress=False)
+        selfsup_upscale(
+            vol,
+            axis=2,
+            factor=3,
+            slice_profile=slice_profile(vol, 2, thickness=6.0),
+            model=path,
+            progress=False,
+        )
     # The stored profile travels with the model; asking for another one is refused.
     boxcar = tmp_path / "boxcar.safetensors"
     selfsup_upscale(
-        vol, axis=2, factor=3, profile="boxcar", steps=2, save_model=boxcar, progress=False, config=TINY
+        vol,
+        axis=2,
+        factor=3,
+        slice_profile=slice_profile(vol, 2, shape="boxcar"),
+        steps=2,
+        save_model=boxcar,
+        progress=False,
+        config=TINY,
     )
-    _, reused = selfsup_upscale(vol, axis=2, factor=3, model=boxcar, progress=False)
+    _, reused = selfsup_upscale(
+        vol, axis=2, factor=3, slice_profile=slice_profile(vol, 2), model=boxcar, progress=False
+    )
     assert reused["profile"] == "boxcar" and facts_b["profile"] == "gaussian"
     with pytest.raises(MedsrError, match="boxcar slice profiles, not gaussian"):
-        selfsup_upscale(vol, axis=2, factor=3, profile="gaussian", model=boxcar, progress=False)
+        selfsup_upscale(
+            vol,
+            axis=2,
+            factor=3,
+            slice_profile=slice_profile(vol, 2, shape="gaussian"),
+            model=boxcar,
+            progress=False,
+        )
 
 
 @pytest.mark.slow
@@ -200,7 +286,9 @@ def test_hounsfield_units_come_back_unclipped() -> None:
     data[4:20, 4:20, 1:7] = 40.0
     data[8:16, 8:16, 2:6] = 3000.0
     vol = make_volume(data, make_affine((0.7, 0.7, 5.0), rng=np.random.default_rng(4)))
-    out, facts = selfsup_upscale(vol, axis=2, factor=5, steps=20, progress=False, config=TINY)
+    out, facts = selfsup_upscale(
+        vol, axis=2, factor=5, slice_profile=slice_profile(vol, 2), steps=20, progress=False, config=TINY
+    )
     values = out.numpy()
     assert values.min() < -950 and values.max() > 2800
     assert facts["intensity_range"][0] == pytest.approx(-1000.0)
@@ -295,16 +383,25 @@ def test_network_shapes_and_identity_start(grid: str) -> None:
 def test_user_errors_are_medsr_errors() -> None:
     vol = small_volume()
     with pytest.raises(MedsrError, match="factor"):
-        selfsup_upscale(vol, axis=2, factor=0.5, steps=1, progress=False)
+        selfsup_upscale(vol, axis=2, factor=0.5, slice_profile=slice_profile(vol, 2), steps=1, progress=False)
     with pytest.raises(MedsrError, match="axis"):
-        selfsup_upscale(vol, axis=3, factor=2, steps=1, progress=False)
+        selfsup_upscale(vol, axis=3, factor=2, slice_profile=slice_profile(vol, 2), steps=1, progress=False)
     two = make_volume(np.zeros((2, 8, 8, 4), np.float32), np.eye(4))
     with pytest.raises(MedsrError, match="one 3-D volume"):
-        selfsup_upscale(two, axis=2, factor=2, steps=1, progress=False)
+        selfsup_upscale(two, axis=2, factor=2, slice_profile=slice_profile(two, 2), steps=1, progress=False)
     with pytest.raises(MedsrError, match="device"):
-        selfsup_upscale(vol, axis=2, factor=2, steps=1, progress=False, device="tpu9")
+        selfsup_upscale(
+            vol, axis=2, factor=2, slice_profile=slice_profile(vol, 2), steps=1, progress=False, device="tpu9"
+        )
     with pytest.raises(MedsrError, match="not one of gaussian, boxcar, mixed"):
-        selfsup_upscale(vol, axis=2, factor=2, steps=1, progress=False, profile="cosine")
+        selfsup_upscale(
+            vol,
+            axis=2,
+            factor=2,
+            slice_profile=slice_profile(vol, 2, shape="cosine"),
+            steps=1,
+            progress=False,
+        )
     with pytest.raises(MedsrError, match="not one of gaussian, boxcar"):  # a slab has one shape
         simulate_thick_slices(vol, 4.0, 4.0, axis=2, profile="mixed")
     with pytest.raises(MedsrError, match="only shapes selfsup"):

@@ -11,11 +11,11 @@ from medsr import geometry
 from medsr.inference.predict import upscale
 from medsr.inference.selfsup.config import config_with
 from medsr.inference.selfsup.pipeline import intensity_range
-from medsr.inference.selfsup.thickness import estimate_thickness, looks_thin
+from medsr.inference.selfsup.thickness import checked_profile, estimate_thickness, looks_thin
 from medsr.io.readers import load_volume
 from medsr.io.volume import affine_of, make_volume
 from medsr.transforms.array import simulate_thick_slices
-from tests.helpers.volumes import make_affine
+from tests.helpers.volumes import make_affine, slice_profile
 
 TINY = config_with(features=16, blocks=2, batch=8, patch=(8, 24))
 
@@ -62,6 +62,24 @@ def test_too_few_slices_or_too_small_slices_give_no_estimate() -> None:
     assert estimate_thickness(torch.rand(100, 79, 30), 2, sizes, "gaussian") is None  # 79 mm < 20 spacings
     assert estimate_thickness(torch.rand(100, 80, 20), 2, sizes, "gaussian") is not None
     assert not looks_thin(None, 4.0)
+
+
+def test_the_check_refines_an_unknown_thickness_into_a_new_slice_profile() -> None:
+    """checked_profile returns a new SliceProfile whose facts are what the sidecar records; the first stays."""
+    gapped = simulate_thick_slices(texture_volume(), 1.0, 4.0, axis=2, profile="gaussian")
+    gapped.meta.pop("slice_thickness")  # as read from a NIfTI file without a sidecar
+    unknown = slice_profile(gapped, 2)
+    assert not unknown.thickness_known and "thickness_estimate_mm" not in unknown.facts()
+    data = gapped.as_tensor()[0].float()
+    lo, hi = intensity_range(data, (0.5, 99.5))
+    sizes = geometry.voxel_sizes(affine_of(gapped))
+    thin = checked_profile(unknown, (data - lo) / (hi - lo), 2, sizes, "gaussian", 0.0)
+    assert thin.thickness_mm < 2.0 and thin.thickness_source.startswith("estimated from the scan")
+    assert list(thin.facts()) == [*unknown.facts(), "thickness_estimate_mm"]
+    assert thin.facts()["thickness_estimate_mm"] == round(thin.thickness_mm, 3)
+    assert unknown.thickness_mm == pytest.approx(4.0) and unknown.thickness_source == "slice spacing"
+    small = checked_profile(unknown, torch.rand(100, 100, 19), 2, np.array([1.0, 1.0, 4.0]), "gaussian", 0.0)
+    assert small.facts() == {**unknown.facts(), "thickness_estimate_mm": None}  # too few slices to tell
 
 
 @pytest.mark.slow

@@ -23,6 +23,7 @@ from monai.data import MetaTensor
 from medsr import geometry
 from medsr.errors import MedsrError, MedsrWarning
 from medsr.io.volume import affine_of, spatial_shape, with_grid
+from medsr.profiles import SliceProfile
 from medsr.runtime.checkpoint import load_trained
 from medsr.runtime.device import resolve_device
 from medsr.runtime.normalise import denormalise, intensity_map, normalise
@@ -49,7 +50,7 @@ def model_upscale(
     *,
     axis: int,
     factor: float,
-    thickness: float | None = None,
+    slice_profile: SliceProfile,
     device: str = "auto",
     progress: bool = False,
     roi_size: Sequence[int] | None = None,
@@ -58,7 +59,8 @@ def model_upscale(
 ) -> tuple[MetaTensor, dict[str, Any]]:
     """Upscale ``volume`` (C, X, Y, Z) by ``factor`` along ``axis`` with a trained checkpoint.
 
-    Window settings default to the checkpoint's ``inference`` config (the fields of
+    ``slice_profile`` gives the thickness checked against the checkpoint's trained thickness/spacing
+    range (a warning outside it). Window settings default to the checkpoint's ``inference`` config (the fields of
     :class:`medsr.inference.options.ModelOptions`).
 
     Returns the MetaTensor on :func:`medsr.geometry.upscaled_grid` (input units) and facts for the sidecar.
@@ -69,8 +71,7 @@ def model_upscale(
     check_factor(meta, factor, path)
     affine = affine_of(volume)
     shape = spatial_shape(volume)
-    if thickness is not None:
-        _check_thickness(meta, float(thickness) / float(geometry.voxel_sizes(affine)[axis]), path)
+    _check_thickness(meta, slice_profile.thickness_mm / float(geometry.voxel_sizes(affine)[axis]), path)
     shape_out, affine_out = geometry.upscaled_grid(shape, affine, axis, factor)
     n_in, n_out = shape[axis], shape_out[axis]
     positions = torch.as_tensor(

@@ -39,8 +39,9 @@ class SelfSupOptions:
     config: SelfSupConfig | None = None  # ablations and benchmarks (config_with)
 
     def as_kwargs(self) -> dict[str, Any]:
-        """The keyword arguments of ``selfsup_upscale``."""
-        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        """The keyword arguments of ``selfsup_upscale``, but ``profile``: it travels resolved, in the
+        SliceProfile (:func:`medsr.inference.slice_profile.resolve_slice_profile`)."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "profile"}
 
     def for_model(self) -> ModelOptions:
         """The options a trained checkpoint uses; training options that were given are ignored, with a warning."""

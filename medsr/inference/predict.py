@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import warnings
 from pathlib import Path
 from typing import Any
@@ -17,7 +16,7 @@ from medsr.inference.interpolate import INTERPOLATORS, METHOD_ALIASES, canonical
 from medsr.inference.options import ModelOptions, SelfSupOptions, learner_options
 from medsr.inference.slice_profile import resolve_slice_profile
 from medsr.io.volume import SLICE_KEYS, affine_of, count_nonfinite, spatial_shape, with_grid
-from medsr.profiles import DEFAULT_PROFILE, MIXED_PROFILE
+from medsr.profiles import DEFAULT_PROFILE, MIXED_PROFILE, SliceProfile
 from medsr.runtime.device import resolve_device
 
 METHODS = ("selfsup", "model", *INTERPOLATORS)
@@ -122,8 +121,6 @@ def upscale(
     profile = resolve_slice_profile(
         volume, ax, thickness, learner.profile if selfsup else None, reads_shape=selfsup and model is None
     )
-    if selfsup:
-        learner = dataclasses.replace(learner, profile=profile.shape)
     facts: dict[str, Any] = {"method": method, "axis": ax, "factor": factor, **profile.facts()}
     volume, replaced = finite_volume(volume)
     if replaced:
@@ -131,9 +128,8 @@ def upscale(
     if method in INTERPOLATORS:
         out = interpolate_upscale(volume, ax, factor, method)
     else:
-        known = profile.thickness_known or model is not None  # else selfsup checks the slices
-        out, learned = _learned(volume, ax, factor, profile.thickness_mm if known else None, model, learner)
-        facts.update(learned)
+        out, learned = _learned(volume, ax, factor, profile, model, learner)
+        facts.update(learned)  # selfsup's refined slice profile (SliceProfile.facts) replaces the first
     bad = count_nonfinite(out)
     if bad:
         raise MedsrError(
@@ -202,25 +198,24 @@ def _learned(
     volume: MetaTensor,
     axis: int,
     factor: float,
-    thickness: float | None,
+    slice_profile: SliceProfile,
     model: str | Path | None,
     learner: SelfSupOptions | ModelOptions,
 ) -> tuple[MetaTensor, dict[str, Any]]:
-    """Run a learned method: selfsup for SelfSupOptions (``thickness`` None: unknown, checked against
-    the slices), else the trained checkpoint ``model``."""
+    """Run a learned method: selfsup for SelfSupOptions, else the trained checkpoint ``model``."""
     if isinstance(learner, SelfSupOptions):
         from medsr.inference.selfsup.pipeline import selfsup_upscale
 
         path = Path(model) if model is not None else None
         return selfsup_upscale(
-            volume, axis=axis, factor=factor, thickness=thickness, model=path, **learner.as_kwargs()
+            volume, axis=axis, factor=factor, slice_profile=slice_profile, model=path, **learner.as_kwargs()
         )
     if model is None:
         raise MedsrError("method 'model' needs --model CKPT (a checkpoint written by medsr train)")
     from medsr.inference.checkpoint_predict import model_upscale
 
     return model_upscale(
-        volume, Path(model), axis=axis, factor=factor, thickness=thickness, **learner.as_kwargs()
+        volume, Path(model), axis=axis, factor=factor, slice_profile=slice_profile, **learner.as_kwargs()
     )
 
 

@@ -23,7 +23,7 @@ def resolve_slice_profile(
     (DICOM SliceThickness, a sidecar JSON, a simulation; :func:`medsr.io.volume.slice_fact`), else the
     slice spacing (not known). Shape: ``shape`` (given), else, with ``reads_shape`` (a method that trains
     on the shape: selfsup without a stored network, which brings its own), the volume's ``slice_profile``
-    (a ``medsr simulate`` sidecar), else not named.
+    (a ``medsr simulate`` sidecar), else not named; a name in lower case, checked by the method that uses it.
     """
     known = True
     if thickness is not None:
@@ -42,4 +42,5 @@ def resolve_slice_profile(
     if shape is None and reads_shape and slice_fact(volume.meta, axis, "slice_profile"):
         shape = volume.meta["slice_profile"]
         shape_source = volume.meta.get("slice_facts_source") or "the volume's metadata"
+    shape = shape.strip().lower() if shape is not None else None  # the method checks the name
     return SliceProfile(value, source, known, shape, shape_source)

@@ -44,3 +44,11 @@ def blob_volume(shape: tuple[int, int, int], rng: np.random.Generator | None = N
         inside = sum(((g - c) / r) ** 2 for g, c, r in zip(grids, centre, radii, strict=True)) <= 1.0
         out[inside] += rng.uniform(50, 200)
     return out + rng.normal(0, 1, size=shape).astype(np.float32)
+
+
+def slice_profile(volume, axis: int, thickness: float | None = None, shape: str | None = None):
+    """The SliceProfile ``upscale`` resolves for ``volume`` along ``axis`` (what selfsup_upscale and
+    model_upscale take): ``thickness``/``shape`` as given, else the volume's, else the slice spacing."""
+    from medsr.inference.slice_profile import resolve_slice_profile
+
+    return resolve_slice_profile(volume, axis, thickness, shape, reads_shape=True)

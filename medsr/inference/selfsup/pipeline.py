@@ -17,7 +17,7 @@ A non-integer factor ``s`` trains for the integer ``R = ceil(s)`` (in-plane slic
 returned in the input's units, unclipped.
 
 :func:`selfsup_upscale` reads as its steps: check the request, normalise the scan, settle the slice
-thickness, then load or fit the network, apply it, and store it when asked.
+profile, then load or fit the network, apply it, and store it when asked.
 """
 
 from __future__ import annotations
@@ -41,11 +41,11 @@ from medsr.inference.selfsup.pairs import training_stacks
 from medsr.inference.selfsup.progress import progress_bars
 from medsr.inference.selfsup.sampler import PatchSampler
 from medsr.inference.selfsup.store import load_selfsup_model, save_selfsup_model
-from medsr.inference.selfsup.thickness import unknown_thickness
+from medsr.inference.selfsup.thickness import checked_profile
 from medsr.inference.selfsup.train import train_network
 from medsr.io.volume import affine_of, spatial_shape, with_grid
 from medsr.models import MODELS
-from medsr.profiles import DEFAULT_PROFILE, MIXED_PROFILE, SELFSUP_PROFILES
+from medsr.profiles import DEFAULT_PROFILE, MIXED_PROFILE, SELFSUP_PROFILES, SliceProfile
 from medsr.runtime.device import resolve_device
 from medsr.runtime.normalise import robust_range
 
@@ -90,8 +90,7 @@ def selfsup_upscale(
     *,
     axis: int,
     factor: float,
-    thickness: float | None = None,
-    profile: str | None = None,
+    slice_profile: SliceProfile,
     budget_s: float | None = None,
     steps: int | None = None,
     device: str = "auto",
@@ -104,13 +103,14 @@ def selfsup_upscale(
     """Upscale ``volume`` (1, X, Y, Z) by ``factor`` along ``axis`` with a network trained on the scan.
 
     Args:
-        thickness: slice profile FWHM in mm; None = unknown: the slice spacing along ``axis``, unless the
-            slices clearly look thinner than that (gaps; :mod:`medsr.inference.selfsup.thickness`), then
-            the thickness they look.
-        profile: slice profile shape, ``"gaussian"`` or ``"boxcar"`` (thick slices that average thin ones),
-            or ``"mixed"`` when the shape is unknown (pairs of both shapes: a little less sharp than the
-            right shape, far better than the wrong one); None = ``"gaussian"``, or a reused ``model``'s own
-            profile. A wrong shape costs far more than a wrong width (docs/performance.md).
+        slice_profile: the slices along ``axis``
+            (:func:`medsr.inference.slice_profile.resolve_slice_profile`). Thickness (FWHM, mm): when not
+            known (the slice spacing) and no ``model`` is reused, the spacing unless the slices clearly
+            look thinner (gaps; :mod:`medsr.inference.selfsup.thickness`), then the thickness they look.
+            Shape: ``"gaussian"`` or ``"boxcar"`` (thick slices that average thin ones), or ``"mixed"``
+            when unknown (pairs of both shapes: a little less sharp than the right shape, far better than
+            the wrong one); not named: ``"gaussian"``, or a reused ``model``'s own. A wrong shape costs
+            far more than a wrong width (docs/performance.md).
         budget_s / steps: training length; either, both (the first reached ends training), or neither
             (``config.steps`` and ``config.budget_s``, the first reached). Steps alone are deterministic
             for a given ``seed`` on the CPU.
@@ -119,22 +119,25 @@ def selfsup_upscale(
             nothing is trained.
 
     Returns:
-        (upscaled MetaTensor on the :func:`medsr.geometry.upscaled_grid` grid, facts for the sidecar).
+        (upscaled MetaTensor on the :func:`medsr.geometry.upscaled_grid` grid, facts for the sidecar,
+        the final slice profile's among them: :meth:`medsr.profiles.SliceProfile.facts` and ``profile``).
     """
     cfg = config or SelfSupConfig()
-    profile, grid = _check_request(volume, axis, factor, thickness, profile, steps, budget_s)
+    grid = _check_request(volume, axis, factor, slice_profile.shape, steps, budget_s)
     dev = resolve_device(device)
     scan = normalised_scan(
         volume, axis, factor, grid, cfg.percentiles, noise=cfg.match_noise and model is None
     )
-    thickness, checked = settle_thickness(scan, thickness, profile, reused=model is not None)
-    facts = _facts(scan, thickness, profile, dev, seed, checked)
+    if model is None:
+        slice_profile = learned_profile(scan, slice_profile)
     with progress_bars(progress) as bars:
         t0 = time.perf_counter()
         if model is not None:
-            net = load_network(Path(model), scan, thickness, profile, facts)
+            net, slice_profile, loaded = load_network(Path(model), scan, slice_profile)
+            facts = {**_facts(scan, slice_profile, dev, seed), **loaded}
         else:
-            net = fit_network(scan, thickness, facts, cfg, dev, seed, steps, budget_s, bars)
+            facts = _facts(scan, slice_profile, dev, seed)
+            net = fit_network(scan, slice_profile, facts, cfg, dev, seed, steps, budget_s, bars)
         facts["training_s"] = round(time.perf_counter() - t0, 2)
         out = apply_network(net, scan, cfg, dev, bars, facts)
     facts["planes"] = cfg.planes
@@ -147,12 +150,11 @@ def _check_request(
     volume: MetaTensor,
     axis: int,
     factor: float,
-    thickness: float | None,
-    profile: str | None,
+    shape: str | None,
     steps: int | None,
     budget_s: float | None,
-) -> tuple[str | None, tuple[tuple[int, ...], np.ndarray]]:
-    """Refuse what cannot run before any work; returns (the profile name normalised, the output grid)."""
+) -> tuple[tuple[int, ...], np.ndarray]:
+    """Refuse what cannot run before any work (``shape``: the slice profile's); returns the output grid."""
     if volume.ndim != 4 or volume.shape[0] != 1:
         raise MedsrError(
             f"self-supervised upscaling takes one 3-D volume (1, X, Y, Z), got shape {tuple(volume.shape)}; "
@@ -163,19 +165,16 @@ def _check_request(
     grid = geometry.upscaled_grid(spatial_shape(volume), affine_of(volume), axis, factor)
     if factor <= 1.0:
         raise MedsrError(f"factor {factor:g} does not upscale; self-supervised SR needs a factor above 1")
-    if thickness is not None and not (np.isfinite(thickness) and thickness > 0):
-        raise MedsrError(f"slice thickness {thickness} mm must be positive")
     if steps is not None and steps < 1:
         raise MedsrError(f"steps {steps} must be a positive number of training steps")
     if budget_s is not None and not budget_s > 0:
         raise MedsrError(f"training budget {budget_s} s must be positive")
-    profile = profile.strip().lower() if profile is not None else None
-    if profile is not None and profile not in SELFSUP_PROFILES:
+    if shape is not None and shape not in SELFSUP_PROFILES:
         raise MedsrError(
-            f"slice profile {profile!r} is not one of {', '.join(SELFSUP_PROFILES)} "
+            f"slice profile {shape!r} is not one of {', '.join(SELFSUP_PROFILES)} "
             f"({MIXED_PROFILE!r} when the shape is unknown)"
         )
-    return profile, grid
+    return grid
 
 
 def normalised_scan(
@@ -197,57 +196,53 @@ def normalised_scan(
     return Scan(norm, axis, sizes, spatial_shape(volume), grid[0], grid[1], factor, lo, hi, sigma)
 
 
-def settle_thickness(
-    scan: Scan, thickness: float | None, profile: str | None, *, reused: bool
-) -> tuple[float, dict[str, Any]]:
-    """The slice thickness to learn (mm) and the facts of the check that chose it when none was given:
-    the slice spacing, unless the slices clearly look thinner (:mod:`medsr.inference.selfsup.thickness`)."""
-    checked: dict[str, Any] = {}
-    if thickness is None and not reused:
-        check_shape = DEFAULT_PROFILE if profile in (None, MIXED_PROFILE) else profile
-        thickness, checked = unknown_thickness(scan.norm, scan.axis, scan.sizes, check_shape, scan.sigma)
-    return (scan.spacing if thickness is None else float(thickness)), checked
+def learned_profile(scan: Scan, slice_profile: SliceProfile) -> SliceProfile:
+    """The slice profile a new network learns: the shape named, else Gaussian; a thickness not known
+    checked against the slices (:func:`medsr.inference.selfsup.thickness.checked_profile`)."""
+    slice_profile = slice_profile.with_shape(slice_profile.shape or DEFAULT_PROFILE)
+    if slice_profile.thickness_known:
+        return slice_profile
+    shape = DEFAULT_PROFILE if slice_profile.shape == MIXED_PROFILE else slice_profile.shape
+    return checked_profile(slice_profile, scan.norm, scan.axis, scan.sizes, shape, scan.sigma)
 
 
-def _facts(
-    scan: Scan, thickness: float, profile: str | None, dev: torch.device, seed: int, checked: dict[str, Any]
-) -> dict[str, Any]:
-    """The sidecar facts known before training (the later steps add theirs)."""
-    return {
+def _facts(scan: Scan, slice_profile: SliceProfile, dev: torch.device, seed: int) -> dict[str, Any]:
+    """The sidecar facts known before training (the later steps add theirs); the slice profile's
+    (thickness_mm, profile and :meth:`SliceProfile.facts`) where the sidecar has always had them."""
+    profile = slice_profile.facts()
+    facts = {
         "method": "selfsup",
         "architecture": ARCHITECTURE,
         "factor": float(scan.factor),
         "effective_factor": scan.shape_out[scan.axis] / scan.shape[scan.axis],
         "network_factor": scan.r,
-        "thickness_mm": thickness,
+        "thickness_mm": profile.pop("thickness_mm"),
         "slice_spacing_mm": scan.spacing,
-        "profile": profile or DEFAULT_PROFILE,
+        "profile": slice_profile.shape,
         "training_hr_spacing_mm": scan.spacing / scan.r,
         "intensity_range": [scan.lo, scan.hi],
         "device": str(dev),
         "seed": int(seed),
-        **checked,
     }
+    return {**facts, **profile}
 
 
 def load_network(
-    path: Path, scan: Scan, thickness: float, profile: str | None, facts: dict[str, Any]
-) -> torch.nn.Module:
-    """A stored per-scan network (``--model``), checked against this scan; nothing is trained."""
+    path: Path, scan: Scan, slice_profile: SliceProfile
+) -> tuple[torch.nn.Module, SliceProfile, dict[str, Any]]:
+    """A stored per-scan network (``--model``), checked against this scan; nothing is trained.
+
+    Returns the network, ``slice_profile`` with the network's own shape, and the facts of the loading.
+    """
     net, doc = load_selfsup_model(path)
-    _check_model(doc, scan.r, thickness, scan.spacing, profile, path)
-    facts.update(
-        model_loaded=str(path),
-        steps=0,
-        architecture_kwargs=doc["model_args"],
-        profile=doc.get("profile", DEFAULT_PROFILE),
-    )
-    return net
+    _check_model(doc, scan.r, slice_profile.thickness_mm, scan.spacing, slice_profile.shape, path)
+    loaded = {"model_loaded": str(path), "steps": 0, "architecture_kwargs": doc["model_args"]}
+    return net, slice_profile.with_shape(doc.get("profile", DEFAULT_PROFILE)), loaded
 
 
 def fit_network(
     scan: Scan,
-    thickness: float,
+    slice_profile: SliceProfile,
     facts: dict[str, Any],
     cfg: SelfSupConfig,
     dev: torch.device,
@@ -267,14 +262,14 @@ def fit_network(
         scan.axis,
         scan.sizes,
         scan.r,
-        thickness,
+        slice_profile.thickness_mm,
         scan.spacing,
-        facts["profile"],
+        slice_profile.shape,
         both_axes=cfg.both_axes,
         phases=cfg.phases,
         rotations=cfg.rotations,
     )
-    extra = input_noise(scan.sigma, scan.r, thickness, scan.spacing, facts["profile"])
+    extra = input_noise(scan.sigma, scan.r, slice_profile.thickness_mm, scan.spacing, slice_profile.shape)
     span = scan.hi - scan.lo
     facts.update(noise_std=scan.sigma * span, training_input_noise_std=extra * span)
     sampler = PatchSampler(stacks, cfg.patch, cfg.edge_mix, cfg.flips, gen, noise=extra)

@@ -17,14 +17,13 @@ to fine-tune a width.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import numpy as np
 import torch
 
 from medsr.inference.selfsup.noise import input_noise
 from medsr.inference.selfsup.pairs import make_stacks
-from medsr.inference.slice_profile import SPACING_SOURCE
+from medsr.profiles import SliceProfile
 
 #: Below this fraction of the spacing, estimated slices count as thin with gaps.
 THIN_FRACTION = 0.5
@@ -97,21 +96,20 @@ def looks_thin(estimate: float | None, spacing: float) -> bool:
     return estimate is not None and estimate < THIN_FRACTION * spacing
 
 
-def unknown_thickness(
-    norm: torch.Tensor, axis: int, sizes: Sequence[float], profile: str, sigma: float
-) -> tuple[float | None, dict[str, Any]]:
-    """Thickness to assume when none is known: the spacing, unless the slices clearly look thinner.
+def checked_profile(
+    profile: SliceProfile, norm: torch.Tensor, axis: int, sizes: Sequence[float], shape: str, sigma: float
+) -> SliceProfile:
+    """``profile`` (its thickness not known: the slice spacing) refined by a look at the slices.
 
-    Returns (thickness in mm, or None for the spacing; facts for the sidecar).
+    The thickness stays the spacing unless the slices, degraded with ``shape``, clearly look thinner;
+    then it is their estimate, with a source saying so. The estimate is recorded either way.
     """
     spacing = float(sizes[axis])
-    estimate = estimate_thickness(norm, axis, sizes, profile, noise=sigma)
-    facts: dict[str, Any] = {"thickness_estimate_mm": None if estimate is None else round(estimate, 3)}
+    estimate = estimate_thickness(norm, axis, sizes, shape, noise=sigma)
     if looks_thin(estimate, spacing):
-        facts["thickness_source"] = (
+        source = (
             f"estimated from the scan: its slices look about {estimate:.2g} mm thick, thinner than their "
             f"{spacing:g} mm spacing"
         )
-        return estimate, facts
-    facts["thickness_source"] = SPACING_SOURCE
-    return None, facts
+        return profile.with_estimate(estimate, estimate, source)
+    return profile.with_estimate(estimate, profile.thickness_mm, profile.thickness_source)
