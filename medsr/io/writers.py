@@ -29,16 +29,21 @@ DTYPES = ("float32", "input")
 _LOWER_CASE_ONLY = (".nii.gz", ".nii", ".mha", ".mhd")
 
 
+def check_dtype(dtype: str | None) -> None:
+    """Refuse a ``dtype`` that is neither None (the format's default) nor one of :data:`DTYPES`."""
+    if dtype is not None and dtype not in DTYPES:
+        raise MedsrError(f"--dtype {dtype!r} is not one of {', '.join(DTYPES)}")
+
+
 def resolve_dtype(dtype: str | None, fmt: str, volume: MetaTensor) -> str:
     """``dtype`` checked, or for None the natural default of output format ``fmt`` for ``volume``.
 
     A derived DICOM series of a DICOM input keeps the source's integer storage and rescale
     (``input``); every other output defaults to ``float32``.
     """
+    check_dtype(dtype)
     if dtype is None:
         return "input" if fmt == "dicom" and volume.meta.get("dicom_template") else "float32"
-    if dtype not in DTYPES:
-        raise MedsrError(f"--dtype {dtype!r} is not one of {', '.join(DTYPES)}")
     return dtype
 
 
@@ -80,8 +85,7 @@ def save_volume(
         description_suffix: appended to SeriesDescription of a derived DICOM series.
     """
     path = Path(path)
-    if dtype is not None and dtype not in DTYPES:
-        raise MedsrError(f"--dtype {dtype!r} is not one of {', '.join(DTYPES)}")
+    check_dtype(dtype)
     source = volume.meta.get("filename_or_obj")
     inputs = (Path(source),) if isinstance(source, str) and source else ()
     check_output(path, overwrite=overwrite, inputs=inputs)

@@ -32,7 +32,7 @@ from medsr.jobs.bids_layout import (
     inherited_metadata,
     output_name,
 )
-from medsr.jobs.infer import infer_one, reason_of
+from medsr.jobs.infer import infer_one, reason_of, rerun_plan
 from medsr.jobs.options import InferOptions
 from medsr.jobs.rerun import INPUT_SIDECAR_CHANGED, SETTINGS_KEY, is_finished
 
@@ -107,13 +107,14 @@ def _run_image(
     _note_spacing(image, meta, max(sizes), summary)
     image_opts, source = _with_slice_thickness(image, meta, applied, opts)
     output = output_dir / image.relative.parent / output_name(image.name)
-    why = None if opts.overwrite else _bids_unfinished(output, image, image_opts, meta)
-    if why is None and not opts.overwrite:
+    run_opts, redone = rerun_plan(
+        output, image_opts, lambda: _bids_unfinished(output, image, image_opts, meta)
+    )
+    if run_opts is None:
         summary.skipped.append(image.relative)
         return
-    redo = output.exists() and not opts.overwrite
     output.parent.mkdir(parents=True, exist_ok=True)
-    infer_one(image.path, output, dataclasses.replace(image_opts, overwrite=True) if redo else image_opts)
+    infer_one(image.path, output, run_opts)
     facts = read_sidecar(sidecar_path(output))
     if source is not None:
         facts["thickness_source"] = str(source)  # infer_one saw it as given: name the file it came from
@@ -126,8 +127,8 @@ def _run_image(
     }
     write_json(sidecar_path(output), {**bids_fields, **facts}, overwrite=True)
     summary.done.append(output.relative_to(output_dir))
-    if redo and why is not None:
-        summary.redone.append((image.relative, why))
+    if redone is not None:
+        summary.redone.append((image.relative, redone))
 
 
 def _bids_unfinished(output: Path, image: BidsImage, opts: InferOptions, meta: dict[str, Any]) -> str | None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,12 +29,11 @@ def infer_one(scan: Path, output: Path | None, opts: InferOptions) -> Path:
     from medsr.inference.predict import upscale
     from medsr.io.atomic import check_output
     from medsr.io.readers import load_volume
-    from medsr.io.writers import DTYPES, output_format, resolve_dtype, save_volume
+    from medsr.io.writers import check_dtype, output_format, resolve_dtype, save_volume
 
     check_device(opts)
     output = output if output is not None else default_output(scan)
-    if opts.dtype not in (None, *DTYPES):  # checked before any work: training can take minutes
-        raise MedsrError(f"--dtype {opts.dtype!r} is not one of {', '.join(DTYPES)}")
+    check_dtype(opts.dtype)  # before any work: training can take minutes
     output_format(output)
     check_output(output, overwrite=opts.overwrite, inputs=(scan,))
     sidecar = check_sidecar(output, overwrite=opts.overwrite)
@@ -199,17 +199,32 @@ def infer_batch(
 def _run_one(scan: Path, output: Path, opts: InferOptions, summary: BatchSummary) -> None:
     """One scan of a batch: skip it if finished, else (re)do it; the outcome goes into ``summary``."""
     try:
-        why = None if opts.overwrite else is_finished(output, scan, opts)
-        if why is None and not opts.overwrite:
+        run_opts, redone = rerun_plan(output, opts, lambda: is_finished(output, scan, opts))
+        if run_opts is None:
             summary.skipped.append(scan)
             return
-        redo = output.exists() and not opts.overwrite
-        scan_opts = dataclasses.replace(opts, overwrite=True) if redo else opts
-        summary.done.append(infer_one(scan, output, scan_opts))
-        if redo and why is not None:
-            summary.redone.append((scan, why))
+        summary.done.append(infer_one(scan, output, run_opts))
+        if redone is not None:
+            summary.redone.append((scan, redone))
     except Exception as err:  # one bad scan must not stop an unattended batch
         summary.failed.append((scan, reason_of(err)))
+
+
+def rerun_plan(
+    output: Path, opts: InferOptions, unfinished: Callable[[], str | None]
+) -> tuple[InferOptions | None, str | None]:
+    """What a rerun does with ``output``: (None, None) to skip it (``unfinished()`` found no reason), else
+    the options to run with and, when an earlier output is replaced, the reason (the run then overwrites it).
+    ``--overwrite`` redoes every output without asking ``unfinished``.
+    """
+    if opts.overwrite:
+        return opts, None
+    why = unfinished()
+    if why is None:
+        return None, None
+    if not output.exists():
+        return opts, None
+    return dataclasses.replace(opts, overwrite=True), why
 
 
 def reason_of(err: Exception) -> str:
