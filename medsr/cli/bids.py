@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -21,6 +21,9 @@ from medsr.cli.options import (
     Steps,
     TrainedModel,
 )
+
+if TYPE_CHECKING:
+    from medsr.jobs.bids import BidsSummary
 
 
 class Level(str, Enum):
@@ -160,7 +163,8 @@ def bids(
     _report(summary, output_dir)
 
 
-def _report(summary: Any, output_dir: Path) -> None:
+def _report(summary: BidsSummary, output_dir: Path) -> None:
+    """One line of counts, a line per redone, not upscaled and noted image; exit code 1 when any failed."""
     redone = f" ({len(summary.redone)} redone)" if summary.redone else ""
     typer.echo(
         f"bids: {len(summary.done)} written{redone}, {len(summary.skipped)} skipped (already done), "
