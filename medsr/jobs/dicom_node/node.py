@@ -23,6 +23,7 @@ from typing import Any
 from medsr.errors import MedsrError
 from medsr.jobs.dicom_node.forward import Backoff, Destination, send_series
 from medsr.jobs.dicom_node.spool import Layout, SeriesTracker, fsync_folder, remove_temporaries
+from medsr.jobs.options import InferOptions
 
 log = logging.getLogger("medsr.dicom_node")
 
@@ -59,18 +60,18 @@ def recover(layout: Layout) -> list[Path]:
     return redo
 
 
-def process(job: Path, layout: Layout, received: int, opts: Any, forward: Destination | None) -> None:
+def process(
+    job: Path, layout: Layout, received: int, opts: InferOptions, forward: Destination | None
+) -> None:
     """Run the infer job on ``job``/input; the result goes to outbox/, a failure to failed/ with reason.txt."""
-    from medsr.jobs.infer import infer_one
+    from medsr.jobs.infer import infer_one, reason_of
 
     start = time.perf_counter()
     series = _series_uid(job)
     try:
         written = infer_one(job / "input", job / "output", opts)
     except Exception as err:  # one bad series must not stop the node
-        reason = " ".join(str(err).split()) or type(err).__name__
-        if not isinstance(err, (MedsrError, OSError)):
-            reason = f"internal error {type(err).__name__}: {reason}"
+        reason = reason_of(err)
         target = layout.failed / job.name
         os.replace(job, target)
         (target / "reason.txt").write_text(reason + "\n")
@@ -161,7 +162,7 @@ def _read_record(folder: Path) -> dict[str, Any]:
         return {}
 
 
-def run_node(config: NodeConfig, opts: Any) -> None:
+def run_node(config: NodeConfig, opts: InferOptions) -> None:
     """Serve until interrupted (KeyboardInterrupt, or SIGTERM raised as one by the CLI).
 
     ``opts`` are the :class:`medsr.jobs.options.InferOptions` each complete series is processed with.
